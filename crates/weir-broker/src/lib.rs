@@ -1,0 +1,1 @@
+//! weir-broker (work in progress).

@@ -1,0 +1,1 @@
+//! weir-client (work in progress).

@@ -1,0 +1,1 @@
+//! weir-log: see crate docs (work in progress).

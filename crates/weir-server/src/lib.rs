@@ -1,0 +1,1 @@
+//! weir-server (work in progress).
