@@ -5,6 +5,7 @@
 //! native protocol both map onto [`ErrorCode`].
 
 pub mod error_code;
+pub mod frame;
 pub mod limits;
 pub mod name;
 
