@@ -74,9 +74,7 @@ pub(crate) fn decode(bytes: &[u8], segment_len: u64) -> Result<Vec<IndexEntry>, 
         };
         let prev_pos = out.last().map_or(0, |p| u64::from(p.position));
         let ordered = match out.last() {
-            Some(p) => {
-                p.rel_offset < rel_offset && p.position < position && p.max_ts <= max_ts
-            }
+            Some(p) => p.rel_offset < rel_offset && p.position < position && p.max_ts <= max_ts,
             None => rel_offset > 0 && position > 0,
         };
         if !ordered || u64::from(position) < prev_pos + INDEX_INTERVAL_BYTES {

@@ -162,7 +162,8 @@ impl FileJournal {
             .map_err(|e| StoreError::io("write snapshot", tmp.display(), e))?;
         drop(f);
         let path = self.dir.join(SNAPSHOT_FILE);
-        fs::rename(&tmp, &path).map_err(|e| StoreError::io("rename snapshot", path.display(), e))?;
+        fs::rename(&tmp, &path)
+            .map_err(|e| StoreError::io("rename snapshot", path.display(), e))?;
         segment::sync_dir(&self.dir)
     }
 }

@@ -342,9 +342,9 @@ impl LogShared {
         };
         if result.is_ok() && w.dirty && (due || flush) {
             if let Some((base, file)) = &w.current {
-                result = file
-                    .sync_data()
-                    .map_err(|e| StoreError::io("fdatasync", self.segment_path(*base).display(), e));
+                result = file.sync_data().map_err(|e| {
+                    StoreError::io("fdatasync", self.segment_path(*base).display(), e)
+                });
             }
             if result.is_ok() {
                 w.dirty = false;

@@ -48,7 +48,10 @@ const MAX_READ_BYTES: usize = 4 << 20;
 
 impl LogShared {
     fn plan(&self, st: &State, from: u64, hints: bool) -> Option<Plan> {
-        let i = st.segments.partition_point(|s| s.base <= from).checked_sub(1)?;
+        let i = st
+            .segments
+            .partition_point(|s| s.base <= from)
+            .checked_sub(1)?;
         let seg = &st.segments[i];
         let file = seg.file.clone()?;
         let (mut position, mut offset) = (0, seg.base);

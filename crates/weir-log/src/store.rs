@@ -202,7 +202,11 @@ impl Store for FileStore {
             fsync,
             ..LogConfig::default()
         };
-        let log = self.log_at(format!("{name}/{ENTRIES_DIR}"), dir.join(ENTRIES_DIR), &config)?;
+        let log = self.log_at(
+            format!("{name}/{ENTRIES_DIR}"),
+            dir.join(ENTRIES_DIR),
+            &config,
+        )?;
         let journal: SharedJournal = Arc::new(FileJournal::open(dir.clone(), log)?);
         journals.insert(dir, Arc::downgrade(&journal));
         Ok(journal)

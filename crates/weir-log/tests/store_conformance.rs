@@ -19,7 +19,8 @@ fn file_store_passes_conformance() {
             let root = dir.path().to_path_buf();
             dirs.lock().push(dir);
             roots.lock().push(root.clone());
-            Box::new(FileStore::open(&root, FileStoreOptions::default()).expect("open")) as Box<dyn Store>
+            Box::new(FileStore::open(&root, FileStoreOptions::default()).expect("open"))
+                as Box<dyn Store>
         }
     };
     let restart = |store: Box<dyn Store>| {
