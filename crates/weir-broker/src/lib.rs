@@ -1,1 +1,79 @@
-//! weir-broker (work in progress).
+//! Weir's broker core: queues as deterministic state machines over [`weir_store`].
+//!
+//! No sockets, no HTTP, no JSON, no async runtime: time comes from a [`Clock`], storage from an
+//! `Arc<dyn weir_store::Store>`, and every method is synchronous and short. Calls that change
+//! durable state return a [`weir_store::Durable`] for the caller to await before confirming.
+//!
+//! # Storage layout
+//! - `meta` (journal): every queue's [`QueueConfig`] and whether it is a dead-letter queue.
+//! - `queues/<q>/messages` (log): one record per message. `record.key` is the message key,
+//!   `record.timestamp_ms` its enqueue time, `record.body` the user body untouched (deliveries
+//!   share the buffer), the first header the broker's envelope (id, priority, ready-at time),
+//!   the other headers the user's (see `envelope.rs`).
+//! - `queues/<q>/state` (journal): small state entries — removed (ack, purge, dead-lettered),
+//!   delivery attempt counts, requeued (nack: attempt + ready-at) — and, every
+//!   [`BrokerOptions::snapshot_every_bytes`] of entries, a snapshot of the queue's index.
+//!
+//! Recovery loads the snapshot, scans the message log from the offset the snapshot covers, and
+//! applies the journal entries. Leases do not survive a restart: messages in flight become ready
+//! again with their journaled attempt counts. In [`Broker::tick`] the message log's low-water mark
+//! is set to the lowest offset still indexed (once the journal entries that removed the lower ones
+//! are durable) and `reclaim` gives whole segments of acknowledged messages back.
+//!
+//! # Structure
+//! The state machine (`core.rs`: index, ready / delayed / in-flight sets, key lines, dedup,
+//! back pressure) knows messages only by offset; `queue.rs` binds one to a log and a journal. A
+//! topic subscription can reuse the same machine over the topic's shared log with a journal of its
+//! own, so bodies are stored once per topic.
+//!
+//! # Memory
+//! The index keeps a 24-byte entry per message (never the body) in 64-slot chunks, plus its place
+//! in one ordered set: about 40–45 bytes per queued message all-in; up to ~100 bytes with a
+//! client-supplied id inside the dedup window (a 16-byte xxh3-128 hash → expiry) and a key in an
+//! `ordered_by_key` queue. See `index.rs` for the accounting.
+//!
+//! # Semantics in brief
+//! Higher priority first, FIFO (by publish order) among ready messages of equal priority; only
+//! durable messages are delivered. A receipt is valid until its lease ends and only for its
+//! delivery. A nack without a delay applies full-jitter backoff; after `max_attempts` deliveries
+//! the message moves to the dead-letter queue with `x-weir-dead-reason` and
+//! `x-weir-original-queue` headers. A dead-letter queue has no dead-letter queue: its messages are
+//! redelivered without limit. Back pressure refuses whole batches ([`BrokerError::Busy`]).
+
+mod broker;
+mod clock;
+mod codec;
+mod config;
+mod core;
+mod dedup;
+mod envelope;
+mod error;
+mod events;
+mod index;
+mod journal;
+mod meta;
+mod pressure;
+mod queue;
+mod receipt;
+mod recovery;
+mod rng;
+mod shared;
+mod types;
+mod validate;
+
+pub use broker::{Broker, DEAD_REASON_HEADER, ORIGINAL_QUEUE_HEADER};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{
+    BrokerOptions, QueueConfig, MAX_ATTEMPTS_CEILING, MAX_BACKOFF_MS, MAX_DEDUP_WINDOW_MS,
+};
+pub use error::{BrokerError, NameRefused};
+pub use types::{
+    BrokerEvent, Delivery, NewMessage, PublishOutcome, Published, QueueStats, ReceiptOutcome,
+    TickReport,
+};
+
+/// `Broker` is shared across tokio tasks.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Broker>();
+};

@@ -1,0 +1,614 @@
+//! One queue: the state machine ([`QueueCore`]) bound to its storage — the message log that holds
+//! the bodies and the journal that holds its state — plus its watch channel. Every operation takes
+//! the queue's mutex once, briefly; log reads of bodies happen outside it.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use weir_store::{Durable, Journal, Log, Record, StoreError, StoredRecord};
+
+use crate::core::{key_hash, Leased, NewEntry, QueueCore};
+use crate::dedup::hash_id;
+use crate::envelope::{self, Envelope, Message};
+use crate::events::EventSink;
+use crate::journal::{encode_snapshot, StateEntry};
+use crate::shared::SharedDurable;
+use crate::{
+    BrokerError, BrokerEvent, BrokerOptions, Delivery, NewMessage, PublishOutcome, Published,
+    QueueConfig, QueueStats, ReceiptOutcome, TickReport,
+};
+
+/// Most offsets in one journal entry (a purge of a million messages makes many entries).
+const MAX_OFFSETS_PER_ENTRY: usize = 4096;
+
+#[derive(Debug)]
+struct Inner {
+    core: QueueCore,
+    /// The newest journal append; when it is durable every earlier one is.
+    last_journal: Option<SharedDurable>,
+    /// A low-water mark to apply once the journal append that justifies it is durable.
+    low_water: Option<(u64, SharedDurable)>,
+    /// Dead letters appended to the DLQ, waiting for that append to be durable.
+    handing_over: Vec<(Vec<u64>, SharedDurable)>,
+}
+
+/// A queue bound to its storage.
+#[derive(Debug)]
+pub(crate) struct Queue {
+    pub(crate) name: String,
+    log: Arc<dyn Log>,
+    journal: Arc<dyn Journal>,
+    watch: Arc<watch::Sender<u64>>,
+    events: EventSink,
+    inner: Mutex<Inner>,
+}
+
+fn bump(watch: &watch::Sender<u64>) {
+    watch.send_modify(|v| *v = v.wrapping_add(1));
+}
+
+/// Wraps a log's durability so that success wakes the queue's long-pollers.
+fn waking(durable: Durable, watch: Arc<watch::Sender<u64>>) -> Durable {
+    Durable::from_future(async move {
+        durable.await?;
+        bump(&watch);
+        Ok(())
+    })
+}
+
+impl Queue {
+    /// Binds a recovered state machine to its storage.
+    pub(crate) fn new(
+        name: String,
+        core: QueueCore,
+        log: Arc<dyn Log>,
+        journal: Arc<dyn Journal>,
+        events: EventSink,
+    ) -> Queue {
+        Queue {
+            name,
+            log,
+            journal,
+            watch: Arc::new(watch::channel(0).0),
+            events,
+            inner: Mutex::new(Inner {
+                core,
+                last_journal: None,
+                low_water: None,
+                handing_over: Vec::new(),
+            }),
+        }
+    }
+
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.watch.subscribe()
+    }
+
+    pub(crate) fn config(&self) -> QueueConfig {
+        self.inner.lock().core.config.clone()
+    }
+
+    pub(crate) fn set_config(&self, config: QueueConfig, is_dlq: bool, now_ms: u64) {
+        let mut inner = self.inner.lock();
+        inner.core.is_dlq = is_dlq;
+        inner.core.set_config(config, now_ms);
+        drop(inner);
+        bump(&self.watch);
+    }
+
+    fn journal(&self, inner: &mut Inner, entries: &[StateEntry]) -> Result<Durable, StoreError> {
+        let encoded: Vec<Bytes> = entries.iter().map(StateEntry::encode).collect();
+        let shared = SharedDurable::new(self.journal.append(&encoded)?);
+        let out = shared.durable();
+        inner.last_journal = Some(shared);
+        Ok(out)
+    }
+
+    fn warnings(&self, inner: &mut Inner) {
+        let (depth, bytes) = (inner.core.depth(), inner.core.bytes());
+        let crossings = {
+            let core = &mut inner.core;
+            core.pressure.check_warnings(&core.config, depth, bytes)
+        };
+        for c in crossings {
+            self.events.push(BrokerEvent::BoundWarning {
+                queue: self.name.clone(),
+                bound: c.bound,
+                above: c.above,
+                value: c.value,
+                limit: c.limit,
+            });
+        }
+    }
+
+    /// Publishes a validated batch: dedup, admission, append, index.
+    pub(crate) fn publish(
+        &self,
+        now_ms: u64,
+        messages: Vec<NewMessage>,
+    ) -> Result<PublishOutcome, BrokerError> {
+        let mut inner = self.inner.lock();
+        let core = &mut inner.core;
+        let window = core.config.dedup_window_ms;
+        core.dedup.prune(now_ms, window);
+        let mut in_batch = HashSet::new();
+        let hashes: Vec<Option<u128>> = messages
+            .iter()
+            .map(|m| m.id.as_deref().map(hash_id))
+            .collect();
+        let duplicate: Vec<bool> = hashes
+            .iter()
+            .map(|h| h.is_some_and(|h| core.dedup.contains(h, now_ms) || !in_batch.insert(h)))
+            .collect();
+        let add = duplicate.iter().filter(|d| !**d).count() as u64;
+        let add_bytes: u64 = messages
+            .iter()
+            .zip(&duplicate)
+            .filter(|(_, d)| !**d)
+            .map(|(m, _)| m.body.len() as u64)
+            .sum();
+        if add > 0 {
+            core.pressure.roll(now_ms);
+            if let Err(r) =
+                core.pressure
+                    .admit(&core.config, core.depth(), core.bytes(), add, add_bytes)
+            {
+                core.counters.refused += messages.len() as u64;
+                return Err(BrokerError::Busy {
+                    reason: r.reason,
+                    retry_after_ms: r.retry_after_ms,
+                });
+            }
+        }
+        let mut published = Vec::with_capacity(messages.len());
+        let mut records = Vec::with_capacity(add as usize);
+        let mut entries = Vec::with_capacity(add as usize);
+        for ((m, dup), hash) in messages.into_iter().zip(&duplicate).zip(&hashes) {
+            let client_id = m.id.is_some();
+            let id = m.id.unwrap_or_else(|| core.rng.hex128());
+            published.push(Published {
+                id: id.clone(),
+                duplicate: *dup,
+            });
+            if *dup {
+                continue;
+            }
+            let ready_at_ms = now_ms.saturating_add(m.delay_ms);
+            entries.push((
+                NewEntry {
+                    offset: 0,
+                    ready_at_ms,
+                    size: u32::try_from(m.body.len()).unwrap_or(u32::MAX),
+                    key_hash: key_hash(m.key.as_deref()),
+                    priority: m.priority,
+                },
+                *hash,
+            ));
+            let env = Envelope {
+                id,
+                client_id,
+                priority: m.priority,
+                ready_at_ms,
+            };
+            records.push(envelope::encode(&env, now_ms, m.key, &m.headers, m.body));
+        }
+        let durable = if records.is_empty() {
+            // Only duplicates: confirm once everything appended so far (the originals) is durable.
+            let next = self.log.stats().next_offset;
+            match next.checked_sub(1) {
+                Some(last) => self.log.wait_durable(last),
+                None => Durable::ready(Ok(())),
+            }
+        } else {
+            let appended = self.log.append(&records)?;
+            for (i, (mut e, hash)) in entries.into_iter().enumerate() {
+                e.offset = appended.first_offset + i as u64;
+                core.add_pending(e);
+                if let Some(h) = hash {
+                    core.dedup.insert(h, now_ms.saturating_add(window));
+                }
+            }
+            waking(appended.durable, self.watch.clone())
+        };
+        core.counters.published += add;
+        core.counters.duplicates += published.len() as u64 - add;
+        self.warnings(&mut inner);
+        Ok(PublishOutcome {
+            messages: published,
+            durable,
+        })
+    }
+
+    /// Appends dead letters from another queue (no dedup, no bounds: they were already held).
+    pub(crate) fn accept_dead_letters(
+        &self,
+        now_ms: u64,
+        records: Vec<(Record, u8, u32)>,
+    ) -> Result<Durable, StoreError> {
+        let mut inner = self.inner.lock();
+        let (records, meta): (Vec<Record>, Vec<(u8, u32)>) = records
+            .into_iter()
+            .map(|(r, p, size)| (r, (p, size)))
+            .unzip();
+        let appended = self.log.append(&records)?;
+        for (i, ((priority, size), rec)) in meta.into_iter().zip(&records).enumerate() {
+            inner.core.add_pending(NewEntry {
+                offset: appended.first_offset + i as u64,
+                ready_at_ms: now_ms,
+                size,
+                key_hash: key_hash(rec.key.as_deref()),
+                priority,
+            });
+        }
+        inner.core.counters.published += records.len() as u64;
+        self.warnings(&mut inner);
+        Ok(waking(appended.durable, self.watch.clone()))
+    }
+
+    /// Leases up to `max` messages and reads their bodies.
+    pub(crate) fn receive(
+        &self,
+        now_ms: u64,
+        max: usize,
+        lease_ms: Option<u64>,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let leased = {
+            let mut inner = self.inner.lock();
+            let durable = self.log.stats().durable_offset;
+            let (expired, promoted) = inner.core.advance(durable, now_ms);
+            let lease_ms = lease_ms.unwrap_or(inner.core.config.lease_ms);
+            let leased = inner.core.receive(now_ms, max, lease_ms);
+            if !leased.is_empty() {
+                let attempts = leased.iter().map(|l| (l.offset, l.attempt)).collect();
+                // Attempt counts are journaled without waiting: a crash before they are durable
+                // under-counts by one delivery at most.
+                if let Err(e) = self.journal(&mut inner, &[StateEntry::Attempts(attempts)]) {
+                    tracing::warn!(queue = %self.name, error = %e, "journaling delivery attempts failed");
+                }
+            }
+            if expired + promoted > 0 {
+                bump(&self.watch);
+            }
+            leased
+        };
+        if leased.is_empty() {
+            return Ok(Vec::new());
+        }
+        let offsets: Vec<u64> = leased.iter().map(|l| l.offset).collect();
+        let mut records = self.read_records(&offsets)?;
+        let mut out = Vec::with_capacity(leased.len());
+        for l in leased {
+            let Some(rec) = records.remove(&l.offset) else {
+                tracing::warn!(queue = %self.name, offset = l.offset, "leased message missing from its log");
+                continue;
+            };
+            out.push(delivery(envelope::decode(rec)?, &l));
+        }
+        Ok(out)
+    }
+
+    /// Reads records by offset, one log read per run of adjacent offsets.
+    fn read_records(&self, offsets: &[u64]) -> Result<BTreeMap<u64, StoredRecord>, StoreError> {
+        let mut sorted = offsets.to_vec();
+        sorted.sort_unstable();
+        sorted.dedup();
+        let mut out = BTreeMap::new();
+        let mut i = 0;
+        while i < sorted.len() {
+            let mut j = i + 1;
+            while j < sorted.len() && sorted[j] == sorted[j - 1] + 1 {
+                j += 1;
+            }
+            let mut from = sorted[i];
+            let end = sorted[j - 1] + 1;
+            while from < end {
+                let want = usize::try_from(end - from).unwrap_or(usize::MAX);
+                let batch = self.log.read(from, want, usize::MAX)?;
+                let Some(last) = batch.last().map(|r| r.offset) else {
+                    break;
+                };
+                for r in batch {
+                    out.insert(r.offset, r);
+                }
+                from = last + 1;
+            }
+            i = j;
+        }
+        Ok(out)
+    }
+
+    /// Reads whole messages (for dead-lettering).
+    pub(crate) fn read_messages(&self, offsets: &[u64]) -> Result<Vec<(u64, Message)>, StoreError> {
+        self.read_records(offsets)?
+            .into_iter()
+            .map(|(o, r)| Ok((o, envelope::decode(r)?)))
+            .collect()
+    }
+
+    fn check_all(
+        inner: &mut Inner,
+        receipts: &[String],
+        now_ms: u64,
+    ) -> (Vec<(u64, u16)>, Vec<String>) {
+        inner.core.expire_leases(now_ms);
+        let mut valid = Vec::new();
+        let mut seen = HashSet::new();
+        let mut invalid = Vec::new();
+        for r in receipts {
+            match inner.core.check_receipt(r, now_ms) {
+                Some((off, attempt)) if seen.insert(off) => valid.push((off, attempt)),
+                _ => invalid.push(r.clone()),
+            }
+        }
+        (valid, invalid)
+    }
+
+    pub(crate) fn ack(
+        &self,
+        now_ms: u64,
+        receipts: &[String],
+    ) -> Result<ReceiptOutcome, BrokerError> {
+        let mut inner = self.inner.lock();
+        let (valid, invalid) = Self::check_all(&mut inner, receipts, now_ms);
+        if valid.is_empty() {
+            return Ok(outcome(0, invalid, Durable::ready(Ok(()))));
+        }
+        let offsets: Vec<u64> = valid.iter().map(|(o, _)| *o).collect();
+        let durable = self.journal(&mut inner, &[StateEntry::Remove(offsets.clone())])?;
+        for off in &offsets {
+            inner.core.ack(*off, now_ms);
+        }
+        self.warnings(&mut inner);
+        Ok(outcome(offsets.len(), invalid, durable))
+    }
+
+    pub(crate) fn nack(
+        &self,
+        now_ms: u64,
+        receipts: &[String],
+        delay_ms: Option<u64>,
+    ) -> Result<ReceiptOutcome, BrokerError> {
+        let mut inner = self.inner.lock();
+        let (valid, invalid) = Self::check_all(&mut inner, receipts, now_ms);
+        if valid.is_empty() {
+            return Ok(outcome(0, invalid, Durable::ready(Ok(()))));
+        }
+        let mut plan = Vec::with_capacity(valid.len());
+        let mut requeue = Vec::new();
+        for (off, attempt) in &valid {
+            let dead = inner.core.nack_exhausts(*attempt);
+            let delay = delay_ms.unwrap_or_else(|| inner.core.backoff_ms(*attempt));
+            let ready_at = now_ms.saturating_add(delay);
+            if !dead {
+                requeue.push((*off, *attempt, ready_at));
+            }
+            plan.push((*off, ready_at, dead));
+        }
+        let durable = if requeue.is_empty() {
+            Durable::ready(Ok(()))
+        } else {
+            self.journal(&mut inner, &[StateEntry::Requeue(requeue)])?
+        };
+        for (off, ready_at, dead) in &plan {
+            inner.core.nack(*off, *ready_at, *dead, now_ms);
+        }
+        drop(inner);
+        bump(&self.watch);
+        Ok(outcome(plan.len(), invalid, durable))
+    }
+
+    pub(crate) fn extend(
+        &self,
+        now_ms: u64,
+        receipts: &[String],
+        lease_ms: u64,
+    ) -> Result<ReceiptOutcome, BrokerError> {
+        let mut inner = self.inner.lock();
+        let (valid, invalid) = Self::check_all(&mut inner, receipts, now_ms);
+        let deadline = now_ms.saturating_add(lease_ms);
+        for (off, _) in &valid {
+            inner.core.extend(*off, deadline);
+        }
+        // Leases are not persisted (a restart ends them all), so there is nothing to wait for.
+        Ok(outcome(valid.len(), invalid, Durable::ready(Ok(()))))
+    }
+
+    /// Removes ready, delayed and blocked messages; returns how many and the journal's durability.
+    pub(crate) fn purge(&self, now_ms: u64) -> Result<(u64, Durable), BrokerError> {
+        let mut inner = self.inner.lock();
+        let durable_offset = self.log.stats().durable_offset;
+        inner.core.advance(durable_offset, now_ms);
+        let offsets = inner.core.purgeable();
+        if offsets.is_empty() {
+            return Ok((0, Durable::ready(Ok(()))));
+        }
+        let entries: Vec<StateEntry> = offsets
+            .chunks(MAX_OFFSETS_PER_ENTRY)
+            .map(|c| StateEntry::Remove(c.to_vec()))
+            .collect();
+        let durable = self.journal(&mut inner, &entries)?;
+        let n = inner.core.remove_all(&offsets, now_ms);
+        self.warnings(&mut inner);
+        Ok((n, durable))
+    }
+
+    pub(crate) fn stats(&self) -> QueueStats {
+        let disk_bytes = self.log.stats().bytes;
+        let inner = self.inner.lock();
+        let core = &inner.core;
+        let counts = core.counts();
+        let c = core.counters;
+        QueueStats {
+            name: self.name.clone(),
+            config: core.config.clone(),
+            ready: counts.ready,
+            in_flight: counts.in_flight,
+            delayed: counts.delayed,
+            total: counts.total,
+            bytes: counts.bytes,
+            published_total: c.published,
+            delivered_total: c.delivered,
+            acked_total: c.acked,
+            nacked_total: c.nacked,
+            dead_lettered_total: c.dead_lettered,
+            refused_total: c.refused,
+            duplicates_total: c.duplicates,
+            redelivered_total: c.redelivered,
+            expired_leases_total: c.expired_leases,
+            disk_bytes,
+            above_warning: core.pressure.any_above(),
+        }
+    }
+
+    pub(crate) fn next_due_ms(&self) -> Option<u64> {
+        self.inner.lock().core.next_due_ms()
+    }
+
+    pub(crate) fn has_dead(&self) -> bool {
+        self.inner.lock().core.has_dead()
+    }
+
+    pub(crate) fn take_dead(&self) -> Vec<(u64, &'static str)> {
+        self.inner.lock().core.take_dead()
+    }
+
+    pub(crate) fn restore_dead(&self, dead: Vec<(u64, &'static str)>) {
+        self.inner.lock().core.restore_dead(dead);
+    }
+
+    /// Records that the DLQ appended these messages; they leave once that append is durable.
+    pub(crate) fn handed_over(
+        &self,
+        offsets: Vec<u64>,
+        durable: SharedDurable,
+        now_ms: u64,
+    ) -> u64 {
+        let mut inner = self.inner.lock();
+        inner.handing_over.push((offsets, durable));
+        self.finish_handovers(&mut inner, now_ms)
+    }
+
+    fn finish_handovers(&self, inner: &mut Inner, now_ms: u64) -> u64 {
+        let mut done = 0;
+        let pending = std::mem::take(&mut inner.handing_over);
+        for (offsets, durable) in pending {
+            match durable.poll_now() {
+                None => inner.handing_over.push((offsets, durable)),
+                Some(Ok(())) => match self.journal(inner, &[StateEntry::Remove(offsets.clone())]) {
+                    Ok(_) => {
+                        inner.core.finish_dead(&offsets, now_ms);
+                        done += offsets.len() as u64;
+                    }
+                    Err(e) => {
+                        tracing::warn!(queue = %self.name, error = %e, "journaling dead letters failed; will retry");
+                        inner.handing_over.push((offsets, durable));
+                    }
+                },
+                Some(Err(e)) => {
+                    tracing::warn!(queue = %self.name, error = %e, "dead-letter queue append failed; will retry");
+                    let reasons = offsets
+                        .into_iter()
+                        .map(|o| (o, crate::core::REASON_LEASE_EXPIRED))
+                        .collect();
+                    inner.core.restore_dead(reasons);
+                }
+            }
+        }
+        done
+    }
+
+    /// Periodic work: leases, delays, warnings, dead-letter completion, snapshots, reclamation.
+    pub(crate) fn tick(&self, now_ms: u64, options: &BrokerOptions) -> TickReport {
+        let mut report = TickReport::default();
+        let mut inner = self.inner.lock();
+        let durable_offset = self.log.stats().durable_offset;
+        let (expired, promoted) = inner.core.advance(durable_offset, now_ms);
+        report.expired_leases = expired;
+        report.promoted = promoted;
+        if expired + promoted > 0 {
+            bump(&self.watch);
+        }
+        let window = inner.core.config.dedup_window_ms;
+        inner.core.dedup.prune(now_ms, window);
+        inner.core.pressure.roll(now_ms);
+        self.warnings(&mut inner);
+        report.dead_lettered = self.finish_handovers(&mut inner, now_ms);
+        if self.journal.bytes_since_snapshot() > options.snapshot_every_bytes {
+            match self.snapshot(&mut inner) {
+                Ok(()) => report.snapshots += 1,
+                Err(e) => tracing::warn!(queue = %self.name, error = %e, "snapshot failed"),
+            }
+        }
+        let next_offset = self.log.stats().next_offset;
+        let mark = self.low_water_mark(&mut inner, next_offset);
+        drop(inner);
+        if let Some(mark) = mark {
+            match self
+                .log
+                .set_low_water(mark)
+                .and_then(|()| self.log.reclaim(now_ms))
+            {
+                Ok(r) => report.reclaimed_bytes = r.bytes,
+                Err(e) => tracing::warn!(queue = %self.name, error = %e, "reclaiming failed"),
+            }
+        }
+        report
+    }
+
+    /// A low-water mark is applied only once the journal entries that removed the messages below
+    /// it are durable; otherwise a crash could bring back an index entry whose body is gone.
+    fn low_water_mark(&self, inner: &mut Inner, next_offset: u64) -> Option<u64> {
+        let mut apply = None;
+        if let Some((mark, durable)) = inner.low_water.take() {
+            match durable.poll_now() {
+                Some(Ok(())) => apply = Some(mark),
+                Some(Err(_)) => {}
+                None => inner.low_water = Some((mark, durable)),
+            }
+        }
+        if inner.low_water.is_none() {
+            let candidate = inner.core.low_water(next_offset);
+            match &inner.last_journal {
+                Some(j) => inner.low_water = Some((candidate, j.clone())),
+                None => apply = Some(candidate.max(apply.unwrap_or(0))),
+            }
+        }
+        apply
+    }
+
+    /// Writes a snapshot of the index. Offsets at or past the log's durable end are left out and
+    /// recovered by scanning the log, so a snapshot never names an offset a crash could reuse.
+    fn snapshot(&self, inner: &mut Inner) -> Result<(), StoreError> {
+        let covered = self.log.stats().durable_offset;
+        let entries = inner.core.snapshot_entries(covered);
+        let bytes = encode_snapshot(covered, inner.core.dedup.iter(), &entries);
+        self.journal.snapshot(bytes)?;
+        inner.last_journal = None;
+        Ok(())
+    }
+}
+
+fn outcome(done: usize, invalid: Vec<String>, durable: Durable) -> ReceiptOutcome {
+    ReceiptOutcome {
+        done,
+        invalid,
+        durable,
+    }
+}
+
+fn delivery(m: Message, l: &Leased) -> Delivery {
+    Delivery {
+        id: m.envelope.id,
+        receipt: l.receipt.encode(),
+        key: m.key,
+        headers: m.headers,
+        body: m.body,
+        attempt: u32::from(l.attempt),
+        enqueued_at_ms: m.enqueued_at_ms,
+        priority: m.envelope.priority,
+        lease_deadline_ms: l.deadline_ms,
+    }
+}
