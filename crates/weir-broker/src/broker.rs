@@ -201,7 +201,7 @@ impl Broker {
             }
         }
         drop(meta);
-        Ok((self.queue(name)?.stats(), existing.is_none()))
+        Ok((self.queue(name)?.stats(now), existing.is_none()))
     }
 
     /// Makes sure a dead-letter queue exists (created with defaults when it does not).
@@ -248,13 +248,14 @@ impl Broker {
 
     /// A queue's configuration and counters.
     pub fn queue_stats(&self, name: &str) -> Result<QueueStats, BrokerError> {
-        Ok(self.queue(name)?.stats())
+        Ok(self.queue(name)?.stats(self.clock.now_ms()))
     }
 
     /// Every queue's stats, by name.
     pub fn list_queues(&self) -> Vec<QueueStats> {
         let queues: Vec<Arc<Queue>> = self.queues.read().values().cloned().collect();
-        let mut out: Vec<QueueStats> = queues.iter().map(|q| q.stats()).collect();
+        let now = self.clock.now_ms();
+        let mut out: Vec<QueueStats> = queues.iter().map(|q| q.stats(now)).collect();
         out.sort_by(|a, b| a.name.cmp(&b.name));
         out
     }

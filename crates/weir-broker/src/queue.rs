@@ -435,9 +435,14 @@ impl Queue {
         Ok((n, durable))
     }
 
-    pub(crate) fn stats(&self) -> QueueStats {
-        let disk_bytes = self.log.stats().bytes;
-        let inner = self.inner.lock();
+    pub(crate) fn stats(&self, now_ms: u64) -> QueueStats {
+        let log = self.log.stats();
+        let disk_bytes = log.bytes;
+        let mut inner = self.inner.lock();
+        let (expired, promoted) = inner.core.advance(log.durable_offset, now_ms);
+        if expired + promoted > 0 {
+            bump(&self.watch);
+        }
         let core = &inner.core;
         let counts = core.counts();
         let c = core.counters;

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{bodies, block, Harness};
+use common::{block, bodies, Harness};
 use weir_broker::{BrokerError, NewMessage, QueueConfig};
 
 #[test]
@@ -17,7 +17,9 @@ fn round_trip() {
     assert_eq!(d[0].id, ids[0]);
     assert_eq!(d[0].attempt, 1);
     assert_eq!(d[0].enqueued_at_ms, common::T0);
-    assert!(d.iter().all(|d| d.receipt.len() <= 64 && d.receipt.is_ascii()));
+    assert!(d
+        .iter()
+        .all(|d| d.receipt.len() <= 64 && d.receipt.is_ascii()));
     let s = h.broker.queue_stats("q").expect("stats");
     assert_eq!((s.ready, s.in_flight, s.total), (0, 2, 2));
     assert_eq!(h.ack("q", &d), (2, vec![]));

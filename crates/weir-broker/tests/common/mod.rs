@@ -58,7 +58,13 @@ impl Harness {
     pub fn publish(&self, q: &str, bodies: &[&str]) -> Vec<String> {
         let out = self
             .broker
-            .publish(q, bodies.iter().map(|b| NewMessage::new(b.to_string())).collect())
+            .publish(
+                q,
+                bodies
+                    .iter()
+                    .map(|b| NewMessage::new(b.to_string()))
+                    .collect(),
+            )
             .expect("publish");
         block(out.durable);
         out.messages.into_iter().map(|p| p.id).collect()
@@ -79,6 +85,11 @@ impl Harness {
         let out = self.broker.ack(q, &receipts).expect("ack");
         block(out.durable);
         (out.done, out.invalid)
+    }
+
+    pub fn clock_now(&self) -> u64 {
+        use weir_broker::Clock;
+        self.clock.now_ms()
     }
 
     pub fn advance(&self, ms: u64) {
