@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use weir_store::{
     Appended, Durable, FsyncPolicy, Log, LogConfig, LogStats, Offset, Reclaimed, Record,
     StoreError, StoredRecord, WaitDurable,
@@ -81,6 +81,9 @@ pub(crate) struct State {
     pub(crate) hints: [Option<Hint>; READ_HINTS],
     pub(crate) hint_next: usize,
     pub(crate) spare: Vec<Vec<u8>>,
+    /// Appenders waiting for durability, in offset order: (one past their batch, notifier).
+    /// Each is woken exactly once, by the pass that makes its batch durable (no herd).
+    pub(crate) waiters: VecDeque<(u64, oneshot::Sender<Result<(), StoreError>>)>,
 }
 
 /// State only the (single) writer pass of a log touches.
@@ -158,6 +161,7 @@ impl LogShared {
                 hints: [None; READ_HINTS],
                 hint_next: 0,
                 spare: Vec::new(),
+                waiters: VecDeque::new(),
             }),
             writer: Mutex::new(WriterState {
                 current,
@@ -267,6 +271,8 @@ impl LogShared {
         queue_bytes(&mut st, &batch.buf[run_start..]);
         st.pending_bytes += batch_bytes;
         let next = st.next_offset;
+        let (tx, rx) = oneshot::channel();
+        st.waiters.push_back((next, tx));
         let enqueue = Self::mark_scheduled(&mut st);
         drop(st);
         if enqueue {
@@ -275,7 +281,9 @@ impl LogShared {
         Ok(Appended {
             first_offset: first,
             next_offset: next,
-            durable: self.wait(move |s| s.durable >= next),
+            durable: Durable::from_future(
+                async move { rx.await.unwrap_or(Err(StoreError::Closed)) },
+            ),
         })
     }
 
@@ -366,7 +374,11 @@ impl LogShared {
             st.pending.clear();
             st.pending_bytes = 0;
             st.scheduled = false;
+            let waiters = std::mem::take(&mut st.waiters);
             drop(st);
+            for (_, tx) in waiters {
+                let _ = tx.send(Err(failed.clone())); // a dropped Durable wants no news
+            }
             self.durable_tx.send_modify(|s| s.failed = Some(failed));
             return;
         }
@@ -397,6 +409,12 @@ impl LogShared {
             st.synced_offset = st.synced_offset.max(target);
         }
         let (durable, synced) = (st.durable_offset, st.synced_offset);
+        let mut done = Vec::new();
+        while st.waiters.front().is_some_and(|(t, _)| *t <= durable) {
+            if let Some((_, tx)) = st.waiters.pop_front() {
+                done.push(tx);
+            }
+        }
         let more = !st.pending.is_empty() || st.flush_requested;
         let mut arm = None;
         if !more {
@@ -409,6 +427,9 @@ impl LogShared {
             }
         }
         drop(st);
+        for tx in done {
+            let _ = tx.send(Ok(())); // a dropped Durable wants no news
+        }
         self.durable_tx.send_modify(|s| {
             s.durable = durable;
             s.synced = synced;
