@@ -1,0 +1,227 @@
+//! [`Client`]: one multiplexed connection and the plain request calls.
+
+use std::fmt;
+use std::time::Duration;
+
+use tokio::net::ToSocketAddrs;
+use weir_proto::frame::{HelloOk, Payload};
+use weir_proto::limits::MAX_WAIT_MS;
+
+use crate::conn::Connection;
+use crate::{ClientError, Consumer, ConsumerOptions, Message, Producer, ProducerOptions};
+use crate::{Published, QueueInfo, QueueOptions, RawDelivery};
+
+/// How long [`Client::connect`] waits for the connection and the handshake.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A connection to a Weir server. Cheap to clone: clones share the connection, and requests from
+/// all of them pipeline over it (answers may come back in any order).
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), weir_client::ClientError> {
+/// use weir_client::{Client, Message, QueueOptions};
+///
+/// let client = Client::connect("127.0.0.1:7400").await?;
+/// client.create_queue("orders", QueueOptions::default()).await?;
+/// let published = client.publish("orders", vec![Message::new("hello")]).await?;
+/// println!("stored as {}", published[0].id);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Client {
+    conn: Connection,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client").field("conn", &self.conn).finish()
+    }
+}
+
+/// The outcome of an ack, nack or extend batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReceiptsDone {
+    /// Receipts that took effect.
+    pub done: u32,
+    /// Receipts that were unknown, settled or expired.
+    pub invalid: Vec<String>,
+}
+
+impl Client {
+    /// Connects and handshakes. A refused connection says so plainly:
+    /// `connection refused at 127.0.0.1:7400 — is `weir serve` running?`.
+    pub async fn connect(addr: impl ToSocketAddrs + fmt::Display) -> Result<Client, ClientError> {
+        Ok(Client {
+            conn: Connection::open(addr, CONNECT_TIMEOUT).await?,
+        })
+    }
+
+    /// The server's protocol version and limits, from the handshake.
+    pub fn server_limits(&self) -> &HelloOk {
+        &self.conn.limits
+    }
+
+    pub(crate) fn connection(&self) -> &Connection {
+        &self.conn
+    }
+
+    /// Round trip to the server.
+    pub async fn ping(&self) -> Result<(), ClientError> {
+        match self.conn.request(Payload::Ping).await? {
+            Payload::Pong => Ok(()),
+            other => Err(unexpected("Pong", &other)),
+        }
+    }
+
+    /// Creates a queue, or updates the settings given in `options` of an existing one.
+    pub async fn create_queue(
+        &self,
+        queue: &str,
+        options: QueueOptions,
+    ) -> Result<QueueInfo, ClientError> {
+        let payload = Payload::CreateQueue {
+            queue: queue.to_string(),
+            options,
+        };
+        match self.conn.request(payload).await? {
+            Payload::QueueInfo(info) => Ok(info),
+            other => Err(unexpected("QueueInfo", &other)),
+        }
+    }
+
+    /// Deletes a queue and its messages.
+    pub async fn delete_queue(&self, queue: &str) -> Result<(), ClientError> {
+        let payload = Payload::DeleteQueue {
+            queue: queue.to_string(),
+        };
+        match self.conn.request(payload).await? {
+            Payload::Ok => Ok(()),
+            other => Err(unexpected("Ok", &other)),
+        }
+    }
+
+    /// A queue's counters and settings.
+    pub async fn queue_stats(&self, queue: &str) -> Result<QueueInfo, ClientError> {
+        let payload = Payload::QueueStats {
+            queue: queue.to_string(),
+        };
+        match self.conn.request(payload).await? {
+            Payload::QueueInfo(info) => Ok(info),
+            other => Err(unexpected("QueueInfo", &other)),
+        }
+    }
+
+    /// Publishes one batch (all or nothing) and returns once it is durable, one result per
+    /// message. A full queue fails with a retryable `busy` error carrying
+    /// [`ClientError::retry_after`]; [`Producer`] retries for you.
+    pub async fn publish(
+        &self,
+        queue: &str,
+        messages: Vec<Message>,
+    ) -> Result<Vec<Published>, ClientError> {
+        let payload = Payload::Publish {
+            queue: queue.to_string(),
+            messages: messages.into_iter().map(Message::into_wire).collect(),
+        };
+        match self.conn.request(payload).await? {
+            Payload::Published(results) => Ok(results),
+            other => Err(unexpected("Published", &other)),
+        }
+    }
+
+    /// Pulls up to `max` messages (1–1000), waiting up to `wait` (≤ 20 s) for the first.
+    pub async fn receive(
+        &self,
+        queue: &str,
+        max: u32,
+        wait: Duration,
+        lease: Option<Duration>,
+    ) -> Result<Vec<RawDelivery>, ClientError> {
+        let payload = Payload::Receive {
+            queue: queue.to_string(),
+            max,
+            lease_ms: lease.map(millis),
+            wait_ms: millis(wait).min(MAX_WAIT_MS),
+        };
+        match self.conn.request(payload).await? {
+            Payload::Deliveries(ds) => Ok(ds),
+            other => Err(unexpected("Deliveries", &other)),
+        }
+    }
+
+    /// Acknowledges deliveries by receipt.
+    pub async fn ack(
+        &self,
+        queue: &str,
+        receipts: Vec<String>,
+    ) -> Result<ReceiptsDone, ClientError> {
+        self.receipts(Payload::Ack {
+            queue: queue.to_string(),
+            receipts,
+        })
+        .await
+    }
+
+    /// Gives deliveries back: redelivered after `delay`, or the queue's backoff when `None`.
+    pub async fn nack(
+        &self,
+        queue: &str,
+        receipts: Vec<String>,
+        delay: Option<Duration>,
+    ) -> Result<ReceiptsDone, ClientError> {
+        self.receipts(Payload::Nack {
+            queue: queue.to_string(),
+            receipts,
+            delay_ms: delay.map(millis),
+        })
+        .await
+    }
+
+    /// Extends leases to `lease` from now.
+    pub async fn extend(
+        &self,
+        queue: &str,
+        receipts: Vec<String>,
+        lease: Duration,
+    ) -> Result<ReceiptsDone, ClientError> {
+        self.receipts(Payload::Extend {
+            queue: queue.to_string(),
+            receipts,
+            lease_ms: millis(lease),
+        })
+        .await
+    }
+
+    async fn receipts(&self, payload: Payload) -> Result<ReceiptsDone, ClientError> {
+        match self.conn.request(payload).await? {
+            Payload::ReceiptsDone { done, invalid } => Ok(ReceiptsDone { done, invalid }),
+            other => Err(unexpected("ReceiptsDone", &other)),
+        }
+    }
+
+    /// A batching producer for `queue` (see [`Producer`]).
+    pub fn producer(&self, queue: &str, options: ProducerOptions) -> Producer {
+        Producer::new(self.clone(), queue, options)
+    }
+
+    /// Subscribes to `queue` with `options.prefetch` credits (see [`Consumer`]).
+    pub async fn subscribe(
+        &self,
+        queue: &str,
+        options: ConsumerOptions,
+    ) -> Result<Consumer, ClientError> {
+        Consumer::open(self.clone(), queue, options).await
+    }
+}
+
+/// A duration in whole milliseconds, saturating.
+pub(crate) fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+pub(crate) fn unexpected(wanted: &str, got: &Payload) -> ClientError {
+    ClientError::Protocol(format!(
+        "expected {wanted}, got frame type 0x{:02x}",
+        got.type_byte()
+    ))
+}

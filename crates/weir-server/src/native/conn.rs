@@ -1,0 +1,368 @@
+//! One native-protocol connection: handshake, the reader that decodes and dispatches frames, and
+//! the writer that coalesces answers.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::{Buf, BytesMut};
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::time::{timeout, Instant};
+use tokio_util::sync::CancellationToken;
+use weir_broker::Broker;
+use weir_proto::frame::{peek_frame_len, DecodeError, Frame, Hello, HelloOk, Payload, MAX_CREDITS};
+use weir_proto::limits::{MAX_BATCH_MESSAGES, MAX_FRAME_BYTES};
+use weir_proto::ErrorCode;
+
+use super::subscription::Subscription;
+use super::{handler, subscription, NativeLimits};
+
+/// Bytes read from the socket at a time (at least).
+const READ_CHUNK_BYTES: usize = 16 * 1024;
+/// The writer flushes once this many bytes are encoded, even if more answers are queued.
+const COALESCE_BYTES: usize = 256 * 1024;
+/// A writer buffer grown past this is given back after the flush.
+const KEEP_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// What every task of one connection shares.
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) broker: Arc<Broker>,
+    pub(super) limits: Arc<NativeLimits>,
+    pub(super) peer: SocketAddr,
+    out: mpsc::Sender<Frame>,
+    pub(super) subscriptions: Mutex<HashMap<u64, Arc<Subscription>>>,
+    /// Cancelled when the connection ends: subscriptions stop, long polls return.
+    pub(super) closing: CancellationToken,
+}
+
+impl Shared {
+    /// Queues a frame for the writer; waits while the queue is full (back pressure). A closed
+    /// connection drops the frame.
+    pub(super) async fn send(&self, frame: Frame) {
+        if self.out.send(frame).await.is_err() {
+            tracing::trace!(peer = %self.peer, "answer dropped: connection closed");
+        }
+    }
+}
+
+/// Serves one accepted connection to its end.
+pub(super) async fn run(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    limits: Arc<NativeLimits>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (mut rd, mut wr) = stream.into_split();
+    let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
+    match timeout(limits.handshake_timeout, read_hello(&mut rd, &mut buf)).await {
+        Ok(Ok(Some(hello))) => {
+            tracing::debug!(%peer, version = hello.version, "native handshake");
+        }
+        Ok(Ok(None)) => return,
+        Ok(Err(HelloError::Io(error))) => {
+            tracing::debug!(%peer, %error, "native handshake: read failed");
+            return;
+        }
+        Ok(Err(HelloError::Refused(error))) => {
+            tracing::debug!(%peer, %error, "native handshake refused");
+            let frame = Frame::error(0, error.code(), 0, format!("handshake refused: {error}"));
+            send_and_close(&mut rd, &mut wr, &frame).await;
+            return;
+        }
+        Err(_) => {
+            let message = format!(
+                "no handshake within {} ms",
+                limits.handshake_timeout.as_millis()
+            );
+            send_and_close(
+                &mut rd,
+                &mut wr,
+                &Frame::error(0, ErrorCode::BadRequest, 0, message),
+            )
+            .await;
+            return;
+        }
+    }
+    let hello_ok = Frame::new(0, Payload::HelloOk(hello_ok(&limits)));
+    let mut first = BytesMut::new();
+    if hello_ok.encode(&mut first).is_err() || wr.write_all(&first).await.is_err() {
+        return;
+    }
+
+    let (out, out_rx) = mpsc::channel(limits.max_queued_frames.max(1));
+    let writer = tokio::spawn(write_loop(wr, out_rx));
+    let shared = Arc::new(Shared {
+        broker,
+        limits: limits.clone(),
+        peer,
+        out,
+        subscriptions: Mutex::new(HashMap::new()),
+        closing: CancellationToken::new(),
+    });
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
+    read_loop(&shared, &in_flight, &mut rd, buf, &mut shutdown).await;
+
+    // Stop pushing; let requests in flight finish and their answers drain, then close.
+    shared.closing.cancel();
+    shared.subscriptions.lock().clear();
+    drop(shared);
+    let grace = limits.shutdown_grace;
+    if let Ok(Ok(Some(mut wr))) = timeout(grace, writer).await {
+        close_gently(&mut rd, &mut wr).await;
+    }
+    tracing::debug!(%peer, "native connection closed");
+}
+
+fn hello_ok(limits: &NativeLimits) -> HelloOk {
+    HelloOk {
+        version: weir_proto::frame::PROTOCOL_VERSION,
+        // Constants far below u32::MAX (asserted in weir-proto).
+        max_frame_bytes: MAX_FRAME_BYTES as u32,
+        max_batch_messages: MAX_BATCH_MESSAGES as u32,
+        max_body_bytes: weir_proto::limits::MAX_BODY_BYTES_CEILING as u32,
+        max_in_flight: u32::try_from(limits.max_in_flight).unwrap_or(u32::MAX),
+        max_credits: MAX_CREDITS,
+    }
+}
+
+#[derive(Debug)]
+enum HelloError {
+    Io(std::io::Error),
+    Refused(DecodeError),
+}
+
+/// Reads the 8-byte hello; `Ok(None)` when the peer closed first.
+async fn read_hello(
+    rd: &mut OwnedReadHalf,
+    buf: &mut BytesMut,
+) -> Result<Option<Hello>, HelloError> {
+    loop {
+        match Hello::decode(buf) {
+            Ok(Some((hello, used))) => {
+                buf.advance(used);
+                return Ok(Some(hello));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(HelloError::Refused(e)),
+        }
+        match rd.read_buf(buf).await {
+            Ok(0) => return Ok(None),
+            Ok(_) => {}
+            Err(e) => return Err(HelloError::Io(e)),
+        }
+    }
+}
+
+async fn read_loop(
+    shared: &Arc<Shared>,
+    in_flight: &Arc<Semaphore>,
+    rd: &mut OwnedReadHalf,
+    mut buf: BytesMut,
+    shutdown: &mut watch::Receiver<bool>,
+) {
+    let idle = shared.limits.idle_timeout;
+    let mut last_frame = Instant::now();
+    loop {
+        // Decode and dispatch every complete frame already buffered.
+        loop {
+            match Frame::decode(&buf) {
+                Ok(Some((frame, used))) => {
+                    buf.advance(used);
+                    last_frame = Instant::now();
+                    if !dispatch(shared, in_flight, frame, shutdown).await {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::debug!(peer = %shared.peer, error = %e, "bad native frame");
+                    let answer =
+                        Frame::error(e.request_id.unwrap_or(0), e.code(), 0, e.to_string());
+                    shared.send(answer).await;
+                    match e.skip {
+                        // The envelope was intact: this request failed, the connection goes on.
+                        Some(skip) => buf.advance(skip.min(buf.len())),
+                        None => return,
+                    }
+                }
+            }
+        }
+        // The length prefix was checked by `decode` (never more than MAX_FRAME_BYTES), so this
+        // reserves at most one frame.
+        let want = match peek_frame_len(&buf) {
+            Ok(Some(total)) => total.saturating_sub(buf.len()).max(READ_CHUNK_BYTES),
+            _ => READ_CHUNK_BYTES,
+        };
+        buf.reserve(want);
+        tokio::select! {
+            read = rd.read_buf(&mut buf) => match read {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::debug!(peer = %shared.peer, %error, "native read failed");
+                    return;
+                }
+            },
+            _ = shutdown_requested(shutdown) => return,
+            () = tokio::time::sleep_until(last_frame + idle) => {
+                let busy = !shared.subscriptions.lock().is_empty()
+                    || in_flight.available_permits() < shared.limits.max_in_flight.max(1);
+                if !busy {
+                    tracing::debug!(peer = %shared.peer, "native connection idle: closing");
+                    return;
+                }
+                last_frame = Instant::now();
+            }
+        }
+    }
+}
+
+/// Resolves once shutdown is requested (or its sender is gone).
+async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
+    loop {
+        if *shutdown.borrow_and_update() {
+            return;
+        }
+        if shutdown.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Handles one decoded frame; `false` ends the connection.
+async fn dispatch(
+    shared: &Arc<Shared>,
+    in_flight: &Arc<Semaphore>,
+    frame: Frame,
+    shutdown: &mut watch::Receiver<bool>,
+) -> bool {
+    let id = frame.request_id;
+    match frame.payload {
+        Payload::Ping => shared.send(Frame::new(id, Payload::Pong)).await,
+        Payload::Pong => {}
+        Payload::GrantCredits {
+            subscription,
+            credits,
+        } => {
+            if !subscription::grant(shared, subscription, credits) {
+                let message = format!("no subscription {subscription} on this connection");
+                shared
+                    .send(Frame::error(id, ErrorCode::NotFound, 0, message))
+                    .await;
+            }
+        }
+        Payload::Unsubscribe { subscription } => {
+            let answer = if subscription::stop(shared, subscription) {
+                Frame::new(id, Payload::Ok)
+            } else {
+                let message = format!("no subscription {subscription} on this connection");
+                Frame::error(id, ErrorCode::NotFound, 0, message)
+            };
+            shared.send(answer).await;
+        }
+        Payload::Subscribe {
+            queue,
+            credits,
+            lease_ms,
+        } => subscription::start(shared, id, queue, credits, lease_ms).await,
+        payload if payload.type_byte() >= 0x80 => {
+            let message = format!(
+                "frame type 0x{:02x} is sent by servers, not clients",
+                payload.type_byte()
+            );
+            shared
+                .send(Frame::error(id, ErrorCode::BadRequest, 0, message))
+                .await;
+        }
+        request => {
+            // At most `max_in_flight` requests run at once; beyond it the reader waits, so the
+            // client feels TCP back pressure instead of the server buffering.
+            let permit: OwnedSemaphorePermit = tokio::select! {
+                permit = in_flight.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return false,
+                },
+                _ = shutdown_requested(shutdown) => return false,
+            };
+            let shared = shared.clone();
+            tokio::spawn(async move {
+                let answer = handler::handle(&shared, id, request).await;
+                shared.send(answer).await;
+                drop(permit);
+            });
+        }
+    }
+    true
+}
+
+/// Encodes queued frames and writes them, coalescing: it flushes when the queue is empty (or a
+/// batch is large). Returns the write half when every sender is gone, `None` on a write error.
+async fn write_loop(
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Frame>,
+) -> Option<OwnedWriteHalf> {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    while let Some(frame) = rx.recv().await {
+        encode_into(&frame, &mut buf);
+        while buf.len() < COALESCE_BYTES {
+            match rx.try_recv() {
+                Ok(frame) => encode_into(&frame, &mut buf),
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = wr.write_all(&buf).await {
+            tracing::debug!(%error, "native write failed");
+            return None;
+        }
+        buf.clear();
+        if buf.capacity() > KEEP_BUFFER_BYTES {
+            buf = BytesMut::with_capacity(64 * 1024);
+        }
+    }
+    Some(wr)
+}
+
+fn encode_into(frame: &Frame, buf: &mut BytesMut) {
+    if let Err(error) = frame.encode(buf) {
+        tracing::error!(%error, request_id = frame.request_id, "native answer could not be encoded");
+        let fallback = Frame::error(
+            frame.request_id,
+            ErrorCode::Internal,
+            0,
+            format!("the answer could not be encoded: {error}"),
+        );
+        // An error frame with a bounded message always encodes.
+        let _ = fallback.encode(buf);
+    }
+}
+
+/// Writes one frame, then closes the connection without resetting it.
+pub(super) async fn send_and_close(rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf, frame: &Frame) {
+    let mut buf = BytesMut::new();
+    if frame.encode(&mut buf).is_ok() {
+        let _ = timeout(std::time::Duration::from_secs(1), wr.write_all(&buf)).await;
+    }
+    close_gently(rd, wr).await;
+}
+
+/// Shuts the write side, then reads (briefly, discarding) until the peer closes, so unread input
+/// does not turn the close into a reset that could lose the last frames written.
+async fn close_gently(rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf) {
+    let _ = wr.shutdown().await;
+    let drain = async {
+        let mut sink = [0u8; 4096];
+        loop {
+            match rd.read(&mut sink).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    let _ = timeout(std::time::Duration::from_millis(500), drain).await;
+}

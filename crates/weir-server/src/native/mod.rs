@@ -1,0 +1,144 @@
+//! The native binary protocol listener (`docs/protocol.md`).
+//!
+//! One task accepts connections, bounded by [`NativeLimits::max_connections`] (a refused client
+//! gets an `Error busy` frame, then the close). Each connection ([`conn`]) runs a reader that
+//! decodes frames and spawns one task per request (pipelining, at most
+//! [`NativeLimits::max_in_flight`] at a time), a writer that coalesces answers, and one task per
+//! subscription ([`subscription`]) that pushes deliveries only while it holds credits.
+//!
+//! Architecture invariant: the wire types of `weir_proto::frame` are converted to broker types
+//! here ([`convert`]) and nowhere else; the broker knows nothing of frames.
+
+mod conn;
+mod convert;
+mod handler;
+mod subscription;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use weir_broker::Broker;
+use weir_proto::frame::Frame;
+use weir_proto::ErrorCode;
+
+/// The native listener's bounds and timeouts.
+#[derive(Clone, Debug)]
+pub(crate) struct NativeLimits {
+    /// Most concurrent connections; more are refused with `Error busy`.
+    pub(crate) max_connections: usize,
+    /// Most requests one connection may have in flight; beyond it the reader stops reading.
+    pub(crate) max_in_flight: usize,
+    /// Most subscriptions on one connection.
+    pub(crate) max_subscriptions: usize,
+    /// Most frames queued for one connection's writer.
+    pub(crate) max_queued_frames: usize,
+    /// Time allowed for a client to send its hello.
+    pub(crate) handshake_timeout: Duration,
+    /// A connection with no frame, no request in flight and no subscription for this long closes.
+    pub(crate) idle_timeout: Duration,
+    /// Longest a waiting subscription or long poll sleeps before looking again.
+    pub(crate) max_poll_sleep: Duration,
+    /// How long a graceful shutdown waits for connections to finish their requests.
+    pub(crate) shutdown_grace: Duration,
+}
+
+impl Default for NativeLimits {
+    fn default() -> Self {
+        NativeLimits {
+            max_connections: 1024,
+            max_in_flight: 256,
+            max_subscriptions: 64,
+            max_queued_frames: 256,
+            handshake_timeout: Duration::from_secs(5),
+            idle_timeout: Duration::from_secs(300),
+            max_poll_sleep: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Refusals in progress at once beyond which a refused connection is just dropped.
+const MAX_PENDING_REFUSALS: usize = 64;
+
+/// Accepts connections until `shutdown` turns true, then waits (up to
+/// [`NativeLimits::shutdown_grace`]) for the connections to finish their requests.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    limits: NativeLimits,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let max_connections = limits.max_connections.max(1);
+    let connections = Arc::new(Semaphore::new(max_connections));
+    let refusals = Arc::new(Semaphore::new(MAX_PENDING_REFUSALS));
+    let limits = Arc::new(limits);
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() { break; }
+            }
+            accepted = listener.accept() => {
+                let (stream, peer) = match accepted {
+                    Ok(pair) => pair,
+                    Err(error) => {
+                        // E.g. EMFILE: back off briefly instead of spinning.
+                        tracing::warn!(%error, "native accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                if let Err(error) = stream.set_nodelay(true) {
+                    tracing::debug!(%error, %peer, "set_nodelay failed");
+                }
+                match connections.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let broker = broker.clone();
+                        let limits = limits.clone();
+                        let shutdown = shutdown.clone();
+                        tokio::spawn(async move {
+                            conn::run(stream, peer, broker, limits, shutdown).await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        tracing::warn!(%peer, max_connections, "native connection refused: at the limit");
+                        if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                            tokio::spawn(async move {
+                                refuse(stream, max_connections).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                }
+            }
+        }
+    }
+    drop(listener);
+    let all = u32::try_from(max_connections).unwrap_or(u32::MAX);
+    let drained = tokio::time::timeout(limits.shutdown_grace, connections.acquire_many(all)).await;
+    if drained.is_err() {
+        tracing::warn!("native connections still open after the shutdown grace period");
+    }
+}
+
+/// Tells a client over the connection limit why it is refused, then closes.
+async fn refuse(mut stream: TcpStream, max_connections: usize) {
+    // Read the hello first (briefly), so the close does not reset the connection before the
+    // client has read the error.
+    let mut hello = [0u8; weir_proto::frame::HELLO_BYTES];
+    let _ = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut hello)).await;
+    let frame = Frame::error(
+        0,
+        ErrorCode::Busy,
+        1000,
+        format!("too many connections (limit {max_connections}); retry later"),
+    );
+    let (mut rd, mut wr) = stream.into_split();
+    conn::send_and_close(&mut rd, &mut wr, &frame).await;
+}
