@@ -209,6 +209,9 @@ impl QueueCore {
                 n += 1;
             }
         }
+        if self.pending.is_empty() && self.pending.capacity() > 1024 {
+            self.pending.shrink_to_fit();
+        }
         n
     }
 

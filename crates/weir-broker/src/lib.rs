@@ -51,6 +51,8 @@ mod error;
 mod events;
 mod index;
 mod journal;
+#[cfg(test)]
+mod memory_tests;
 mod meta;
 mod pressure;
 mod queue;

@@ -168,10 +168,9 @@ impl Pressure {
         depth: u64,
         bytes: u64,
     ) -> Vec<Crossing> {
-        let latency = match config.max_latency_ms {
-            Some(target) => Some((self.predicted_wait_ms(depth).unwrap_or(0), target)),
-            None => None,
-        };
+        let latency = config
+            .max_latency_ms
+            .map(|target| (self.predicted_wait_ms(depth).unwrap_or(0), target));
         let values = [
             Some((depth, config.max_depth)),
             Some((bytes, config.max_bytes)),

@@ -111,7 +111,7 @@ fn ordered_key_advances_after_dead_lettering() {
     let d = h.receive("q", 10);
     assert_eq!(bodies(&d), vec!["k1"]);
     h.broker
-        .nack("q", &[d[0].receipt.clone()], None)
+        .nack("q", std::slice::from_ref(&d[0].receipt), None)
         .expect("nack");
     assert_eq!(bodies(&h.receive("q", 10)), vec!["k2"]);
     assert_eq!(bodies(&h.receive("q.dlq", 10)), vec!["k1"]);

@@ -45,7 +45,7 @@ fn delays_and_nack_backoff_survive_a_restart() {
     let d = h.receive("q", 1);
     assert_eq!(bodies(&d), vec!["nacked"]);
     h.broker
-        .nack("q", &[d[0].receipt.clone()], Some(20_000))
+        .nack("q", std::slice::from_ref(&d[0].receipt), Some(20_000))
         .expect("nack");
     h.restart();
     let s = h.broker.queue_stats("q").expect("stats");
@@ -124,7 +124,7 @@ fn snapshots_bound_the_journal_and_recover_exactly() {
         h.ack("q", &d[..5]);
         acked += 5;
         h.broker
-            .nack("q", &[d[5].receipt.clone()], Some(1000))
+            .nack("q", std::slice::from_ref(&d[5].receipt), Some(1000))
             .expect("nack");
         snapshots += h.broker.tick().snapshots;
         if round % 7 == 3 {

@@ -100,10 +100,13 @@ fn invalid_receive_and_receipt_arguments() {
         ));
     }
     let d = h.receive("q", 1);
-    assert!(h.broker.extend("q", &[d[0].receipt.clone()], 1).is_err());
     assert!(h
         .broker
-        .nack("q", &[d[0].receipt.clone()], Some(u64::MAX))
+        .extend("q", std::slice::from_ref(&d[0].receipt), 1)
+        .is_err());
+    assert!(h
+        .broker
+        .nack("q", std::slice::from_ref(&d[0].receipt), Some(u64::MAX))
         .is_err());
     let many = vec![d[0].receipt.clone(); 1001];
     assert_eq!(
