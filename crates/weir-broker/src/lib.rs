@@ -28,9 +28,10 @@
 //!
 //! # Memory
 //! The index keeps a 24-byte entry per message (never the body) in 64-slot chunks, plus its place
-//! in one ordered set: about 40–45 bytes per queued message all-in; up to ~100 bytes with a
-//! client-supplied id inside the dedup window (a 16-byte xxh3-128 hash → expiry) and a key in an
-//! `ordered_by_key` queue. See `index.rs` for the accounting.
+//! in one ordered set. Measured with a counting allocator (`memory_tests.rs`, 200 000 messages):
+//! **44 bytes per queued message** for a plain message; **78 bytes** for a keyed message in an
+//! `ordered_by_key` queue with a client-supplied id inside the dedup window (a 16-byte xxh3-128
+//! hash → expiry). See `index.rs` for the accounting.
 //!
 //! # Semantics in brief
 //! Higher priority first, FIFO (by publish order) among ready messages of equal priority; only

@@ -24,6 +24,10 @@ use crate::{
 /// Most offsets in one journal entry (a purge of a million messages makes many entries).
 const MAX_OFFSETS_PER_ENTRY: usize = 4096;
 
+/// A snapshot is also taken once this many times `snapshot_every_bytes` of message bodies were
+/// appended since the last one, so that recovery never scans an unbounded stretch of the log.
+const LOG_BYTES_PER_JOURNAL_BYTE: u64 = 4;
+
 #[derive(Debug)]
 struct Inner {
     core: QueueCore,
@@ -33,6 +37,8 @@ struct Inner {
     low_water: Option<(u64, SharedDurable)>,
     /// Dead letters appended to the DLQ, waiting for that append to be durable.
     handing_over: Vec<(Vec<u64>, SharedDurable)>,
+    /// Body bytes appended since the last snapshot: recovery scans them, so they also trigger one.
+    appended_since_snapshot: u64,
 }
 
 /// A queue bound to its storage.
@@ -79,6 +85,7 @@ impl Queue {
                 last_journal: None,
                 low_water: None,
                 handing_over: Vec::new(),
+                appended_since_snapshot: 0,
             }),
         }
     }
@@ -213,6 +220,8 @@ impl Queue {
             }
             waking(appended.durable, self.watch.clone())
         };
+        inner.appended_since_snapshot += add_bytes;
+        let core = &mut inner.core;
         core.counters.published += add;
         core.counters.duplicates += published.len() as u64 - add;
         self.warnings(&mut inner);
@@ -541,7 +550,12 @@ impl Queue {
         inner.core.pressure.roll(now_ms);
         self.warnings(&mut inner);
         report.dead_lettered = self.finish_handovers(&mut inner, now_ms);
-        if self.journal.bytes_since_snapshot() > options.snapshot_every_bytes {
+        if self.journal.bytes_since_snapshot() > options.snapshot_every_bytes
+            || inner.appended_since_snapshot
+                > options
+                    .snapshot_every_bytes
+                    .saturating_mul(LOG_BYTES_PER_JOURNAL_BYTE)
+        {
             match self.snapshot(&mut inner) {
                 Ok(()) => report.snapshots += 1,
                 Err(e) => tracing::warn!(queue = %self.name, error = %e, "snapshot failed"),
@@ -592,6 +606,7 @@ impl Queue {
         let bytes = encode_snapshot(covered, inner.core.dedup.iter(), &entries);
         self.journal.snapshot(bytes)?;
         inner.last_journal = None;
+        inner.appended_since_snapshot = 0;
         Ok(())
     }
 }
