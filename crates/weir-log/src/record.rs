@@ -5,13 +5,15 @@
 //! payload = offset:u64 timestamp_ms:u64 key_len:u32 key[key_len]
 //!           header_count:u32 (name_len:u32 name value_len:u32 value)*
 //!           body_len:u32 body
-//! crc     = crc32c(len ‖ payload)          (all integers little-endian)
+//! crc     = crc32c(len ‖ payload[8..] ‖ offset)   (all integers little-endian)
 //! ```
 //!
 //! `key_len == u32::MAX` means "no key". Encoding happens in the appender's thread before the
 //! offset is known; the offset and the CRC are patched in under the log's lock with
-//! [`EncodedRecord::finish`], which combines a CRC of the 12 bytes `len ‖ offset` with the CRC of
-//! the rest computed earlier (`crc32c_combine`), so the lock never covers a pass over the body.
+//! [`EncodedRecord::finish`]. The CRC covers every byte of the frame except the CRC field, but
+//! feeds the offset *last*: the appender computes the CRC state of everything else beforehand
+//! and the lock only extends it by 8 bytes (a `crc32c_combine` instead cost about a quarter of
+//! the CPU at high append rates, under the lock).
 
 use bytes::Bytes;
 use weir_store::{Header, Record, StoreError, StoredRecord};
@@ -37,7 +39,7 @@ pub(crate) struct EncodedRecord {
     pub(crate) start: usize,
     /// Frame length (header + payload).
     pub(crate) frame_len: usize,
-    /// CRC32C of the payload after the offset field.
+    /// CRC32C state after `len ‖ payload[8..]` (everything but the offset).
     rest_crc: u32,
     /// The record's timestamp.
     pub(crate) timestamp_ms: u64,
@@ -116,7 +118,10 @@ pub(crate) fn encode_batch(
         out.push(EncodedRecord {
             start,
             frame_len: buf.len() - start,
-            rest_crc: crc32c::crc32c(&buf[rest_start..]),
+            rest_crc: crc32c::crc32c_append(
+                crc32c::crc32c(&buf[start..start + 4]),
+                &buf[rest_start..],
+            ),
             timestamp_ms: r.timestamp_ms,
         });
     }
@@ -128,9 +133,7 @@ impl EncodedRecord {
     pub(crate) fn finish(&self, frame: &mut [u8], offset: u64) {
         debug_assert_eq!(frame.len(), self.frame_len);
         frame[8..16].copy_from_slice(&offset.to_le_bytes());
-        let prefix = crc32c::crc32c_append(crc32c::crc32c(&frame[0..4]), &frame[8..16]);
-        let rest_len = self.frame_len - FRAME_HEADER_BYTES - 8;
-        let crc = crc32c::crc32c_combine(prefix, self.rest_crc, rest_len);
+        let crc = crc32c::crc32c_append(self.rest_crc, &frame[8..16]);
         frame[4..8].copy_from_slice(&crc.to_le_bytes());
         debug_assert!(check_frame(frame).is_ok(), "a finished frame verifies");
     }
@@ -265,7 +268,8 @@ fn layout(f: &[u8], want_headers: bool) -> Result<Layout, FrameError> {
 
 fn verify_crc(f: &[u8]) -> Result<(), FrameError> {
     let stored = u32_at(f, 4);
-    let actual = crc32c::crc32c_append(crc32c::crc32c(&f[0..4]), &f[FRAME_HEADER_BYTES..]);
+    let head = crc32c::crc32c(&f[0..4]);
+    let actual = crc32c::crc32c_append(crc32c::crc32c_append(head, &f[16..]), &f[8..16]);
     if stored != actual {
         return Err(FrameError::Bad(format!(
             "checksum mismatch (stored {stored:#010x}, computed {actual:#010x})"
