@@ -1,1 +1,228 @@
-//! weir-server (work in progress).
+//! Weir's network front: the HTTP/JSON API ([`http`]) and the native binary protocol (`native`)
+//! over one shared [`weir_broker::Broker`], plus the background ticker that drives lease expiry,
+//! delayed delivery, snapshots and space reclamation.
+//!
+//! Architecture invariant: this is the only crate that speaks JSON or opens sockets for the
+//! broker. The broker underneath is synchronous and knows nothing of either.
+
+pub mod http;
+mod metrics;
+mod native;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use weir_broker::{Broker, BrokerOptions, SystemClock};
+
+pub use metrics::Metrics;
+
+/// How often the broker's [`Broker::tick`] runs (lease expiry, delayed delivery, snapshots).
+pub const TICK_INTERVAL: Duration = Duration::from_millis(50);
+
+/// Everything `weir serve` can be told.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Where the embedded storage keeps its files.
+    pub data_dir: PathBuf,
+    /// Native protocol listener (default `127.0.0.1:7400`).
+    pub native_addr: SocketAddr,
+    /// HTTP listener (default `127.0.0.1:7480`).
+    pub http_addr: SocketAddr,
+    /// Broker settings (body limit, fsync policy, segment size).
+    pub broker: BrokerOptions,
+    /// Most concurrent connections per listener.
+    pub max_connections: usize,
+    /// Largest HTTP request body, in bytes.
+    pub max_http_body_bytes: usize,
+}
+
+impl ServerConfig {
+    /// Default native protocol address.
+    pub const DEFAULT_NATIVE_ADDR: &'static str = "127.0.0.1:7400";
+    /// Default HTTP address.
+    pub const DEFAULT_HTTP_ADDR: &'static str = "127.0.0.1:7480";
+    /// Default data directory.
+    pub const DEFAULT_DATA_DIR: &'static str = "./weir-data";
+
+    /// A config for tests: a given data directory, ephemeral loopback ports, defaults otherwise.
+    pub fn ephemeral(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        let any = SocketAddr::from(([127, 0, 0, 1], 0));
+        ServerConfig {
+            data_dir: data_dir.into(),
+            native_addr: any,
+            http_addr: any,
+            ..ServerConfig::default()
+        }
+    }
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            data_dir: PathBuf::from(Self::DEFAULT_DATA_DIR),
+            native_addr: SocketAddr::from(([127, 0, 0, 1], 7400)),
+            http_addr: SocketAddr::from(([127, 0, 0, 1], 7480)),
+            broker: BrokerOptions::default(),
+            max_connections: 1024,
+            max_http_body_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// A started server. Drop it only after [`RunningServer::shutdown`] for a clean stop.
+#[derive(Debug)]
+pub struct RunningServer {
+    native_addr: SocketAddr,
+    http_addr: SocketAddr,
+    broker: Arc<Broker>,
+    shutdown_tx: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+/// Opens the storage under `config.data_dir`, recovers the broker, binds both listeners and starts
+/// serving. Returns once the listeners are bound (so the addresses are known).
+pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    let store = weir_log::FileStore::open(&config.data_dir, weir_log::FileStoreOptions::default())
+        .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
+    let broker = Broker::open(
+        Arc::new(store),
+        Arc::new(SystemClock),
+        config.broker.clone(),
+    )
+    .context("recovering the broker's queues")?;
+    let broker = Arc::new(broker);
+    let metrics = Arc::new(Metrics::default());
+
+    let native_listener = tokio::net::TcpListener::bind(config.native_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "binding the native protocol listener on {}",
+                config.native_addr
+            )
+        })?;
+    let http_listener = tokio::net::TcpListener::bind(config.http_addr)
+        .await
+        .with_context(|| format!("binding the HTTP listener on {}", config.http_addr))?;
+    let native_addr = native_listener.local_addr()?;
+    let http_addr = http_listener.local_addr()?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(tick_loop(broker.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(native::serve(
+        native_listener,
+        broker.clone(),
+        native::NativeLimits {
+            max_connections: config.max_connections,
+            ..native::NativeLimits::default()
+        },
+        shutdown_rx.clone(),
+    )));
+    let state = http::AppState::new(broker.clone(), metrics, config.max_http_body_bytes);
+    tasks.push(tokio::spawn(http::serve(
+        http_listener,
+        state,
+        config.max_connections,
+        shutdown_rx,
+    )));
+    tracing::info!(%native_addr, %http_addr, data_dir = %config.data_dir.display(), "weir is serving");
+    Ok(RunningServer {
+        native_addr,
+        http_addr,
+        broker,
+        shutdown_tx,
+        tasks,
+    })
+}
+
+impl RunningServer {
+    /// The bound native protocol address.
+    pub fn native_addr(&self) -> SocketAddr {
+        self.native_addr
+    }
+
+    /// The bound HTTP address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http_addr
+    }
+
+    /// The broker behind both listeners.
+    pub fn broker(&self) -> &Arc<Broker> {
+        &self.broker
+    }
+
+    /// Stops accepting, lets in-flight requests finish (bounded by a grace period), and returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown_tx.send(true);
+        let grace = tokio::time::sleep(Duration::from_secs(10));
+        tokio::pin!(grace);
+        for task in self.tasks {
+            tokio::select! {
+                _ = task => {}
+                _ = &mut grace => { tracing::warn!("grace period over; stopping anyway"); break; }
+            }
+        }
+        tracing::info!("weir stopped");
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then shuts down gracefully.
+    pub async fn wait(self) {
+        shutdown_signal().await;
+        tracing::info!("shutdown signal received");
+        self.shutdown().await;
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!("cannot listen for Ctrl-C: {e}");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!("cannot listen for SIGTERM: {e}");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}
+
+async fn tick_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    let mut interval = tokio::time::interval(TICK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        let b = broker.clone();
+        // tick may write a snapshot or delete segments: keep that off the async workers.
+        if let Err(e) = tokio::task::spawn_blocking(move || b.tick()).await {
+            tracing::error!("broker tick panicked: {e}");
+        }
+        for event in broker.events() {
+            tracing::info!(?event, "broker event");
+        }
+    }
+}

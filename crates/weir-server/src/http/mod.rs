@@ -1,0 +1,132 @@
+//! The HTTP/JSON API (DESIGN §4): routing, shared state, the connection-limited listener.
+//!
+//! Map: [`queues`] has the queue handlers, [`wire`] the JSON shapes, [`extract`] the extractors
+//! that turn bad input into precise 400/413 errors, [`error`] the error body, [`openapi`] the
+//! served OpenAPI document.
+
+pub mod error;
+pub mod extract;
+mod listener;
+pub mod openapi;
+pub mod queues;
+pub mod wire;
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::routing::{any, get, post, put};
+use axum::Router;
+use tokio::sync::watch;
+use weir_broker::Broker;
+
+use crate::metrics::Metrics;
+use error::ApiError;
+
+/// What every handler can reach.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The broker.
+    pub broker: Arc<Broker>,
+    /// Server-side metrics (latency histograms).
+    pub metrics: Arc<Metrics>,
+    /// Largest request body accepted, in bytes.
+    pub max_http_body_bytes: usize,
+}
+
+impl AppState {
+    /// Bundles the state.
+    pub fn new(broker: Arc<Broker>, metrics: Arc<Metrics>, max_http_body_bytes: usize) -> AppState {
+        AppState {
+            broker,
+            metrics,
+            max_http_body_bytes,
+        }
+    }
+
+    /// Wall-clock milliseconds since the Unix epoch.
+    pub fn clock_ms(&self) -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64)
+    }
+}
+
+/// The full router.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi::serve))
+        .route("/v1/queues", get(queues::list_queues))
+        .route(
+            "/v1/queues/{name}",
+            put(queues::put_queue)
+                .get(queues::get_queue)
+                .delete(queues::delete_queue),
+        )
+        .route("/v1/queues/{name}/messages", post(queues::publish))
+        .route("/v1/queues/{name}/receive", post(queues::receive))
+        .route("/v1/queues/{name}/ack", post(queues::ack))
+        .route("/v1/queues/{name}/nack", post(queues::nack))
+        .route("/v1/queues/{name}/extend", post(queues::extend))
+        .route("/v1/queues/{name}/purge", post(queues::purge_queue))
+        .route("/v1/queues/{name}/{*rest}", any(bad_queue_path))
+        .fallback(fallback)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+}
+
+async fn fallback(method: Method, uri: Uri) -> ApiError {
+    ApiError::no_route(method.as_str(), uri.path())
+}
+
+/// `/v1/queues/a/b/...` that matches no route: a queue name cannot hold `/`.
+async fn bad_queue_path(uri: Uri) -> ApiError {
+    ApiError::bad_request(format!(
+        "no route for {}: queue names are [A-Za-z0-9_.-]{{1,128}} and cannot contain '/'",
+        uri.path()
+    ))
+}
+
+async fn method_not_allowed(method: Method, uri: Uri) -> impl IntoResponse {
+    let e = ApiError::bad_request(format!("{method} is not allowed on {}", uri.path()));
+    (StatusCode::METHOD_NOT_ALLOWED, e.into_response())
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let text = state.metrics.render(&state.broker.list_queues());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+}
+
+/// Serves HTTP on `listener` until `shutdown` becomes true, with at most `max_connections`
+/// connections open at once (further clients wait in the kernel's accept backlog).
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    max_connections: usize,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let app = router(state);
+    let listener = listener::LimitedListener::new(listener, max_connections);
+    let result = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(e) = result {
+        tracing::error!("HTTP server failed: {e}");
+    }
+}
