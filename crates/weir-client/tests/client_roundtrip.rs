@@ -263,3 +263,49 @@ async fn connecting_to_nothing_says_so() {
         format!("connection refused at {addr} — is `weir serve` running?")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_deliveries_keep_their_lease_while_unheld_ones_expire() {
+    let (server, _dir) = server().await;
+    let client = client_with_queue(&server, "long").await;
+    client
+        .publish("long", vec![Message::new("slow job")])
+        .await
+        .unwrap();
+    let options = ConsumerOptions {
+        prefetch: 1,
+        lease: Duration::from_millis(400),
+        auto_extend: true,
+    };
+    let mut consumer = client.subscribe("long", options).await.unwrap();
+    let d = consumer.next().await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Auto-extension kept the lease alive for well over its 400 ms.
+    d.ack().await.unwrap();
+    consumer.close().await.unwrap();
+
+    client
+        .publish("long", vec![Message::new("abandoned")])
+        .await
+        .unwrap();
+    let ds = client
+        .receive(
+            "long",
+            1,
+            Duration::from_secs(2),
+            Some(Duration::from_millis(200)),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let late = client
+        .ack("long", vec![ds[0].receipt.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        late.invalid.len(),
+        1,
+        "an expired lease's receipt is invalid"
+    );
+    server.shutdown().await;
+}

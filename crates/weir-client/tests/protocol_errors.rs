@@ -121,3 +121,21 @@ async fn malformed_request_fails_alone_and_the_connection_goes_on() {
     assert_eq!(second, Frame::new(8, Payload::Pong));
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_over_the_limit_are_refused_politely() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = ServerConfig {
+        max_connections: 1,
+        ..ServerConfig::ephemeral(dir.path())
+    };
+    let server = weir_server::start(config).await.unwrap();
+    let first = Client::connect(server.native_addr()).await.unwrap();
+    let err = Client::connect(server.native_addr()).await.unwrap_err();
+    assert_eq!(err.code(), Some(ErrorCode::Busy), "{err}");
+    assert!(err.is_retryable());
+    assert!(err.to_string().contains("too many connections"), "{err}");
+    first.ping().await.unwrap();
+    drop(first);
+    server.shutdown().await;
+}
