@@ -20,6 +20,7 @@
 pub mod conformance;
 mod durable;
 mod error;
+pub mod faulty;
 pub mod memory;
 pub mod name;
 
