@@ -5,6 +5,7 @@
 //! Architecture invariant: this is the only crate that speaks JSON or opens sockets for the
 //! broker. The broker underneath is synchronous and knows nothing of either.
 
+pub mod auth;
 pub mod http;
 mod metrics;
 mod native;
@@ -39,6 +40,11 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Largest HTTP request body, in bytes.
     pub max_http_body_bytes: usize,
+    /// Tokens and permissions; `None` serves without authentication (loopback only, unless
+    /// `insecure`).
+    pub auth: Option<Arc<auth::AuthConfig>>,
+    /// Allow a non-loopback listener without authentication.
+    pub insecure: bool,
 }
 
 impl ServerConfig {
@@ -70,6 +76,8 @@ impl Default for ServerConfig {
             broker: BrokerOptions::default(),
             max_connections: 1024,
             max_http_body_bytes: 64 * 1024 * 1024,
+            auth: None,
+            insecure: false,
         }
     }
 }
@@ -87,6 +95,16 @@ pub struct RunningServer {
 /// Opens the storage under `config.data_dir`, recovers the broker, binds both listeners and starts
 /// serving. Returns once the listeners are bound (so the addresses are known).
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
+    let exposed = [config.native_addr, config.http_addr]
+        .into_iter()
+        .filter(|a| !a.ip().is_loopback())
+        .collect::<Vec<_>>();
+    if !exposed.is_empty() && config.auth.is_none() && !config.insecure {
+        anyhow::bail!(
+            "refusing to listen on {exposed:?} (not loopback) without authentication: \
+             give a token file (--auth-file) or, knowingly, --insecure"
+        );
+    }
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = weir_log::FileStore::open(&config.data_dir, weir_log::FileStoreOptions::default())
@@ -117,20 +135,28 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
 
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(tick_loop(broker.clone(), shutdown_rx.clone())));
-    tasks.push(tokio::spawn(native::serve(
-        native_listener,
-        broker.clone(),
-        native::NativeLimits {
-            max_connections: config.max_connections,
-            ..native::NativeLimits::default()
-        },
-        shutdown_rx.clone(),
-    )));
+    if config.auth.is_none() {
+        tasks.push(tokio::spawn(native::serve(
+            native_listener,
+            broker.clone(),
+            native::NativeLimits {
+                max_connections: config.max_connections,
+                ..native::NativeLimits::default()
+            },
+            shutdown_rx.clone(),
+        )));
+    } else {
+        // The native handshake does not carry a token yet: rather than serve it unauthenticated,
+        // keep it closed while authentication is on.
+        tracing::warn!("authentication is on: the native protocol listener is closed (HTTP only)");
+        drop(native_listener);
+    }
     let state = http::AppState::new(broker.clone(), metrics, config.max_http_body_bytes);
     tasks.push(tokio::spawn(http::serve(
         http_listener,
         state,
         config.max_connections,
+        config.auth.clone(),
         shutdown_rx,
     )));
     tracing::info!(%native_addr, %http_addr, data_dir = %config.data_dir.display(), "weir is serving");

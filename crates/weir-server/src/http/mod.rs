@@ -117,9 +117,16 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     max_connections: usize,
+    auth: Option<Arc<crate::auth::AuthConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let app = router(state);
+    let mut app = router(state);
+    if let Some(auth) = auth {
+        app = app.layer(axum::middleware::from_fn_with_state(
+            auth,
+            crate::auth::require_token,
+        ));
+    }
     let listener = listener::LimitedListener::new(listener, max_connections);
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(async move {

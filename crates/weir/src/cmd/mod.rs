@@ -41,6 +41,11 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Transactional outbox: create the table, relay committed rows into Weir.
+    Outbox {
+        #[command(subcommand)]
+        command: weir_outbox::cli::OutboxCommand,
+    },
     /// Receive messages as JSON lines, acknowledging each.
     Consume {
         #[command(flatten)]
@@ -59,6 +64,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Publish { args, target } => {
             messages::publish(args, &http_client::Api::new(&target.http_addr)?).await
         }
+        Command::Outbox { command } => weir_outbox::cli::run(command).await,
         Command::Consume { args, target } => {
             messages::consume(args, &http_client::Api::new(&target.http_addr)?).await
         }

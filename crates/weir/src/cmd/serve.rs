@@ -28,6 +28,12 @@ pub(crate) struct ServeArgs {
     /// Segment size, in bytes.
     #[arg(long, env = "WEIR_SEGMENT_BYTES", default_value_t = LogConfig::DEFAULT_SEGMENT_BYTES)]
     segment_bytes: u64,
+    /// Token file (JSON) enabling authentication; see `weir_server::auth`.
+    #[arg(long, env = "WEIR_AUTH_FILE")]
+    auth_file: Option<PathBuf>,
+    /// Allow a non-loopback listener without authentication.
+    #[arg(long, env = "WEIR_INSECURE")]
+    insecure: bool,
     /// Most concurrent connections per listener.
     #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
@@ -52,8 +58,14 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         native_addr: args.addr,
         http_addr: args.http_addr,
         max_connections: args.max_connections,
+        insecure: args.insecure,
         ..ServerConfig::default()
     };
+    if let Some(path) = &args.auth_file {
+        config.auth = Some(std::sync::Arc::new(weir_server::auth::AuthConfig::load(
+            path,
+        )?));
+    }
     if args.max_body_bytes > weir_proto::limits::MAX_BODY_BYTES_CEILING {
         anyhow::bail!("--max-body-bytes is at most 16 MiB");
     }
