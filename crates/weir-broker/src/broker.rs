@@ -17,6 +17,8 @@ use crate::queue::Queue;
 use crate::recovery::recover;
 use crate::rng::Rng;
 use crate::shared::SharedDurable;
+use crate::stream::Stream;
+use crate::topic::Topic;
 use crate::{
     validate, BrokerError, BrokerEvent, BrokerOptions, Clock, NewMessage, PublishOutcome,
     QueueConfig, QueueStats, ReceiptOutcome, TickReport,
@@ -34,17 +36,20 @@ static OPENED: AtomicU64 = AtomicU64::new(0);
 /// The broker: every queue, over one [`Store`]. `Send + Sync`; share it as `Arc<Broker>`.
 #[derive(Debug)]
 pub struct Broker {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    options: BrokerOptions,
-    /// The meta journal; its lock also serialises create / delete.
-    meta: Mutex<Meta>,
+    pub(crate) store: Arc<dyn Store>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) options: BrokerOptions,
+    /// The meta journal; its lock also serialises create / delete (of queues, topics,
+    /// subscriptions and streams).
+    pub(crate) meta: Mutex<Meta>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
-    events: EventSink,
-    rng: Mutex<Rng>,
+    pub(crate) topics: RwLock<HashMap<String, Arc<Topic>>>,
+    pub(crate) streams: RwLock<HashMap<String, Arc<Stream>>>,
+    pub(crate) events: EventSink,
+    pub(crate) rng: Mutex<Rng>,
 }
 
-fn wait(durable: Durable) -> Result<(), BrokerError> {
+pub(crate) fn wait(durable: Durable) -> Result<(), BrokerError> {
     // Admin paths only (create, delete, purge): blocking on durability is accepted there.
     Ok(futures::executor::block_on(durable)?)
 }
@@ -80,6 +85,8 @@ impl Broker {
             options,
             meta: Mutex::new(meta),
             queues: RwLock::new(HashMap::new()),
+            topics: RwLock::new(HashMap::new()),
+            streams: RwLock::new(HashMap::new()),
             events: EventSink::default(),
             rng: Mutex::new(Rng::new(seed)),
         };
@@ -101,6 +108,8 @@ impl Broker {
             let q = broker.open_queue(&name, &m)?;
             broker.queues.write().insert(name, Arc::new(q));
         }
+        broker.open_topics()?;
+        broker.open_streams()?;
         Ok(broker)
     }
 
@@ -205,7 +214,7 @@ impl Broker {
     }
 
     /// Makes sure a dead-letter queue exists (created with defaults when it does not).
-    fn ensure_dlq(&self, name: &str) -> Result<Arc<Queue>, BrokerError> {
+    pub(crate) fn ensure_dlq(&self, name: &str) -> Result<Arc<Queue>, BrokerError> {
         if let Ok(q) = self.queue(name) {
             return Ok(q);
         }
@@ -285,24 +294,41 @@ impl Broker {
         max: usize,
         lease_ms: Option<u64>,
     ) -> Result<Vec<crate::Delivery>, BrokerError> {
-        let q = self.queue(queue)?;
+        self.receive_on(&self.queue(queue)?, max, lease_ms)
+    }
+
+    /// Receive on a queue or a topic subscription.
+    pub(crate) fn receive_on(
+        &self,
+        q: &Arc<Queue>,
+        max: usize,
+        lease_ms: Option<u64>,
+    ) -> Result<Vec<crate::Delivery>, BrokerError> {
         validate::receive_max(max)?;
         if let Some(l) = lease_ms {
             validate::lease(l)?;
         }
         let now = self.clock.now_ms();
         let out = q.receive(now, max, lease_ms);
-        self.dead_letter(&q, now);
+        self.dead_letter(q, now);
         out
     }
 
     /// Acks leased messages; unknown, stale or expired receipts are reported as invalid.
     pub fn ack(&self, queue: &str, receipts: &[String]) -> Result<ReceiptOutcome, BrokerError> {
-        let q = self.queue(queue)?;
+        self.ack_on(&self.queue(queue)?, receipts)
+    }
+
+    /// Ack on a queue or a topic subscription.
+    pub(crate) fn ack_on(
+        &self,
+        q: &Arc<Queue>,
+        receipts: &[String],
+    ) -> Result<ReceiptOutcome, BrokerError> {
         validate::receipts(receipts)?;
         let now = self.clock.now_ms();
         let out = q.ack(now, receipts);
-        self.dead_letter(&q, now);
+        self.dead_letter(q, now);
         out
     }
 
@@ -314,14 +340,23 @@ impl Broker {
         receipts: &[String],
         delay_ms: Option<u64>,
     ) -> Result<ReceiptOutcome, BrokerError> {
-        let q = self.queue(queue)?;
+        self.nack_on(&self.queue(queue)?, receipts, delay_ms)
+    }
+
+    /// Nack on a queue or a topic subscription.
+    pub(crate) fn nack_on(
+        &self,
+        q: &Arc<Queue>,
+        receipts: &[String],
+        delay_ms: Option<u64>,
+    ) -> Result<ReceiptOutcome, BrokerError> {
         validate::receipts(receipts)?;
         if let Some(d) = delay_ms {
             validate::delay(d)?;
         }
         let now = self.clock.now_ms();
         let out = q.nack(now, receipts, delay_ms);
-        self.dead_letter(&q, now);
+        self.dead_letter(q, now);
         out
     }
 
@@ -332,7 +367,16 @@ impl Broker {
         receipts: &[String],
         lease_ms: u64,
     ) -> Result<ReceiptOutcome, BrokerError> {
-        let q = self.queue(queue)?;
+        self.extend_on(&self.queue(queue)?, receipts, lease_ms)
+    }
+
+    /// Extend on a queue or a topic subscription.
+    pub(crate) fn extend_on(
+        &self,
+        q: &Arc<Queue>,
+        receipts: &[String],
+        lease_ms: u64,
+    ) -> Result<ReceiptOutcome, BrokerError> {
         validate::receipts(receipts)?;
         validate::lease(lease_ms)?;
         q.extend(self.clock.now_ms(), receipts, lease_ms)
@@ -363,6 +407,8 @@ impl Broker {
             report.reclaimed_bytes += r.reclaimed_bytes;
             report.dead_lettered += self.dead_letter(q, now);
         }
+        self.tick_topics(now, &mut report);
+        self.tick_streams(now);
         match self
             .meta
             .lock()
@@ -381,7 +427,7 @@ impl Broker {
     }
 
     /// Moves `src`'s exhausted messages to its dead-letter queue; returns how many left `src`.
-    fn dead_letter(&self, src: &Arc<Queue>, now: u64) -> u64 {
+    pub(crate) fn dead_letter(&self, src: &Arc<Queue>, now: u64) -> u64 {
         if !src.has_dead() {
             return 0;
         }

@@ -61,6 +61,9 @@ mod receipt;
 mod recovery;
 mod rng;
 mod shared;
+mod stream;
+mod topic;
+mod topic_api;
 mod types;
 mod validate;
 
@@ -70,6 +73,13 @@ pub use config::{
     BrokerOptions, QueueConfig, MAX_ATTEMPTS_CEILING, MAX_BACKOFF_MS, MAX_DEDUP_WINDOW_MS,
 };
 pub use error::{BrokerError, NameRefused};
+pub use stream::{
+    partition_for_key, GroupAssignment, GroupStatus, MemberStatus, NewRecord, PartitionLag,
+    PartitionStats, ReadFrom, StreamAppendOutcome, StreamBatch, StreamConfig, StreamRecord,
+    StreamStats, DEFAULT_SESSION_TIMEOUT_MS, MAX_GROUPS, MAX_MEMBERS, MAX_PARTITIONS,
+    MAX_READ_BYTES, MAX_READ_RECORDS, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS,
+};
+pub use topic::{SubscriptionStart, TopicConfig, TopicStats};
 pub use types::{
     BrokerEvent, Delivery, NewMessage, PublishOutcome, Published, QueueStats, ReceiptOutcome,
     TickReport,

@@ -1,9 +1,19 @@
-//! The broker-level journal (`meta`): every queue's configuration.
+//! The broker-level journal (`meta`): every queue's, topic's, subscription's and stream's
+//! configuration.
 //!
 //! ```text
-//! entry    := 1 Put    name (bytes), is_dlq u8, config
-//!           | 2 Delete name (bytes)
+//! entry    := 1 Put          name (bytes), is_dlq u8, config
+//!           | 2 Delete       name (bytes)
+//!           | 3 PutTopic     name, topic config
+//!           | 4 DeleteTopic  name                     (and every subscription of it)
+//!           | 5 PutSub       topic, sub, start_offset varint, queue config
+//!           | 6 DeleteSub    topic, sub
+//!           | 7 PutStream    name, stream config
+//!           | 8 DeleteStream name
 //! snapshot := version u8 = 1, count varint, (name, is_dlq u8, config)*
+//!           | version u8 = 2, the same queues, then
+//!             topic count varint, (name, topic config, sub count, (sub, start_offset, config)*)*,
+//!             stream count varint, (name, stream config)*
 //! ```
 
 use std::collections::BTreeMap;
@@ -13,7 +23,36 @@ use bytes::Bytes;
 use weir_store::{Durable, FsyncPolicy, Journal, Store, StoreError, StoreName};
 
 use crate::codec::{put_bytes, put_varint, Reader};
+use crate::stream::StreamConfig;
+use crate::topic::TopicConfig;
 use crate::QueueConfig;
+
+/// What the broker remembers about a topic subscription.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct SubMeta {
+    /// The subscription's queue behaviour.
+    pub(crate) config: QueueConfig,
+    /// The first offset of the topic's log this subscription receives.
+    pub(crate) start_offset: u64,
+}
+
+/// What the broker remembers about a topic.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct TopicMeta {
+    pub(crate) config: TopicConfig,
+    pub(crate) subs: BTreeMap<String, SubMeta>,
+}
+
+/// One change to the meta journal beyond queues.
+#[derive(Clone, Debug)]
+pub(crate) enum MetaChange {
+    PutTopic(String, TopicConfig),
+    DeleteTopic(String),
+    PutSub(String, String, SubMeta),
+    DeleteSub(String, String),
+    PutStream(String, StreamConfig),
+    DeleteStream(String),
+}
 
 /// What the broker remembers about a queue.
 #[derive(Clone, Debug, PartialEq)]
@@ -27,6 +66,122 @@ pub(crate) struct QueueMeta {
 pub(crate) struct Meta {
     journal: Arc<dyn Journal>,
     pub(crate) queues: BTreeMap<String, QueueMeta>,
+    pub(crate) topics: BTreeMap<String, TopicMeta>,
+    pub(crate) streams: BTreeMap<String, StreamConfig>,
+}
+
+fn put_sub(out: &mut Vec<u8>, sub: &str, m: &SubMeta) {
+    put_bytes(out, sub.as_bytes());
+    put_varint(out, m.start_offset);
+    m.config.encode(out);
+}
+
+fn get_sub(r: &mut Reader<'_>) -> Result<(String, SubMeta), StoreError> {
+    let sub = r.string()?;
+    let start_offset = r.varint()?;
+    let config = QueueConfig::decode(r)?;
+    Ok((
+        sub,
+        SubMeta {
+            config,
+            start_offset,
+        },
+    ))
+}
+
+impl MetaChange {
+    fn encode(&self) -> Bytes {
+        let mut out = Vec::new();
+        match self {
+            MetaChange::PutTopic(name, c) => {
+                out.push(3);
+                put_bytes(&mut out, name.as_bytes());
+                c.encode(&mut out);
+            }
+            MetaChange::DeleteTopic(name) => {
+                out.push(4);
+                put_bytes(&mut out, name.as_bytes());
+            }
+            MetaChange::PutSub(topic, sub, m) => {
+                out.push(5);
+                put_bytes(&mut out, topic.as_bytes());
+                put_sub(&mut out, sub, m);
+            }
+            MetaChange::DeleteSub(topic, sub) => {
+                out.push(6);
+                put_bytes(&mut out, topic.as_bytes());
+                put_bytes(&mut out, sub.as_bytes());
+            }
+            MetaChange::PutStream(name, c) => {
+                out.push(7);
+                put_bytes(&mut out, name.as_bytes());
+                c.encode(&mut out);
+            }
+            MetaChange::DeleteStream(name) => {
+                out.push(8);
+                put_bytes(&mut out, name.as_bytes());
+            }
+        }
+        Bytes::from(out)
+    }
+
+    /// Decodes the body of an entry whose tag (3..=8) was read already.
+    fn decode(tag: u8, r: &mut Reader<'_>) -> Result<MetaChange, StoreError> {
+        Ok(match tag {
+            3 => MetaChange::PutTopic(r.string()?, TopicConfig::decode(r)?),
+            4 => MetaChange::DeleteTopic(r.string()?),
+            5 => {
+                let topic = r.string()?;
+                let (sub, m) = get_sub(r)?;
+                MetaChange::PutSub(topic, sub, m)
+            }
+            6 => MetaChange::DeleteSub(r.string()?, r.string()?),
+            7 => MetaChange::PutStream(r.string()?, StreamConfig::decode(r)?),
+            8 => MetaChange::DeleteStream(r.string()?),
+            t => return Err(r.error(format!("unknown meta entry tag {t}"))),
+        })
+    }
+
+    /// Applies the change to the in-memory maps.
+    fn apply(
+        self,
+        topics: &mut BTreeMap<String, TopicMeta>,
+        streams: &mut BTreeMap<String, StreamConfig>,
+    ) {
+        match self {
+            MetaChange::PutTopic(name, config) => match topics.get_mut(&name) {
+                Some(t) => t.config = config,
+                None => {
+                    topics.insert(
+                        name,
+                        TopicMeta {
+                            config,
+                            subs: BTreeMap::new(),
+                        },
+                    );
+                }
+            },
+            MetaChange::DeleteTopic(name) => {
+                topics.remove(&name);
+            }
+            MetaChange::PutSub(topic, sub, m) => {
+                if let Some(t) = topics.get_mut(&topic) {
+                    t.subs.insert(sub, m);
+                }
+            }
+            MetaChange::DeleteSub(topic, sub) => {
+                if let Some(t) = topics.get_mut(&topic) {
+                    t.subs.remove(&sub);
+                }
+            }
+            MetaChange::PutStream(name, c) => {
+                streams.insert(name, c);
+            }
+            MetaChange::DeleteStream(name) => {
+                streams.remove(&name);
+            }
+        }
+    }
 }
 
 fn put(out: &mut Vec<u8>, name: &str, m: &QueueMeta) {
@@ -48,15 +203,33 @@ impl Meta {
         let journal = store.open_journal(&StoreName::parse("meta")?, fsync)?;
         let contents = journal.recovered();
         let mut queues = BTreeMap::new();
+        let mut topics = BTreeMap::new();
+        let mut streams = BTreeMap::new();
         if let Some(s) = &contents.snapshot {
             let mut r = Reader::new("meta snapshot", s);
             let version = r.u8()?;
-            if version != 1 {
+            if version != 1 && version != 2 {
                 return Err(r.error(format!("unknown meta snapshot version {version}")));
             }
             for _ in 0..r.varint()? {
                 let (name, m) = get(&mut r)?;
                 queues.insert(name, m);
+            }
+            if version == 2 {
+                for _ in 0..r.varint()? {
+                    let name = r.string()?;
+                    let config = TopicConfig::decode(&mut r)?;
+                    let mut subs = BTreeMap::new();
+                    for _ in 0..r.varint()? {
+                        let (sub, m) = get_sub(&mut r)?;
+                        subs.insert(sub, m);
+                    }
+                    topics.insert(name, TopicMeta { config, subs });
+                }
+                for _ in 0..r.varint()? {
+                    let name = r.string()?;
+                    streams.insert(name, StreamConfig::decode(&mut r)?);
+                }
             }
             r.finish()?;
         }
@@ -70,11 +243,26 @@ impl Meta {
                 2 => {
                     queues.remove(&r.string()?);
                 }
-                t => return Err(r.error(format!("unknown meta entry tag {t}"))),
+                t => MetaChange::decode(t, &mut r)?.apply(&mut topics, &mut streams),
             }
             r.finish()?;
         }
-        Ok(Meta { journal, queues })
+        Ok(Meta {
+            journal,
+            queues,
+            topics,
+            streams,
+        })
+    }
+
+    /// Records topic, subscription and stream changes (in order, durable together).
+    pub(crate) fn change(&mut self, changes: Vec<MetaChange>) -> Result<Durable, StoreError> {
+        let entries: Vec<Bytes> = changes.iter().map(MetaChange::encode).collect();
+        let d = self.journal.append(&entries)?;
+        for c in changes {
+            c.apply(&mut self.topics, &mut self.streams);
+        }
+        Ok(d)
     }
 
     /// Records queue configurations.
@@ -108,10 +296,24 @@ impl Meta {
         if self.journal.bytes_since_snapshot() <= every_bytes {
             return Ok(false);
         }
-        let mut out = vec![1];
+        let mut out = vec![2];
         put_varint(&mut out, self.queues.len() as u64);
         for (name, m) in &self.queues {
             put(&mut out, name, m);
+        }
+        put_varint(&mut out, self.topics.len() as u64);
+        for (name, t) in &self.topics {
+            put_bytes(&mut out, name.as_bytes());
+            t.config.encode(&mut out);
+            put_varint(&mut out, t.subs.len() as u64);
+            for (sub, m) in &t.subs {
+                put_sub(&mut out, sub, m);
+            }
+        }
+        put_varint(&mut out, self.streams.len() as u64);
+        for (name, c) in &self.streams {
+            put_bytes(&mut out, name.as_bytes());
+            c.encode(&mut out);
         }
         self.journal.snapshot(Bytes::from(out))?;
         Ok(true)

@@ -39,6 +39,9 @@ struct Inner {
     handing_over: Vec<(Vec<u64>, SharedDurable)>,
     /// Body bytes appended since the last snapshot: recovery scans them, so they also trigger one.
     appended_since_snapshot: u64,
+    /// The highest low-water mark known safe (its justifying journal entries are durable); a
+    /// topic takes the minimum of its subscriptions' marks for the shared log.
+    safe_low_water: u64,
 }
 
 /// A queue bound to its storage.
@@ -86,12 +89,52 @@ impl Queue {
                 low_water: None,
                 handing_over: Vec::new(),
                 appended_since_snapshot: 0,
+                safe_low_water: 0,
             }),
         }
     }
 
     pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
         self.watch.subscribe()
+    }
+
+    /// The sender behind [`Queue::subscribe`] (a topic wakes its subscriptions' pollers).
+    pub(crate) fn watch_sender(&self) -> Arc<watch::Sender<u64>> {
+        self.watch.clone()
+    }
+
+    /// Admission of `add` messages of `add_bytes` body bytes under this queue's bounds (a topic
+    /// asks every subscription before it appends). A refusal is counted here.
+    pub(crate) fn admit(
+        &self,
+        now_ms: u64,
+        add: u64,
+        add_bytes: u64,
+        batch_len: u64,
+    ) -> Result<(), BrokerError> {
+        let mut inner = self.inner.lock();
+        let core = &mut inner.core;
+        core.pressure.roll(now_ms);
+        core.pressure
+            .admit(&core.config, core.depth(), core.bytes(), add, add_bytes)
+            .map_err(|r| {
+                core.counters.refused += batch_len;
+                BrokerError::Busy {
+                    reason: format!("subscription {}: {}", self.name, r.reason),
+                    retry_after_ms: r.retry_after_ms,
+                }
+            })
+    }
+
+    /// Indexes messages a topic appended to the shared log this subscription reads.
+    pub(crate) fn add_published(&self, entries: &[NewEntry], add_bytes: u64) {
+        let mut inner = self.inner.lock();
+        for e in entries {
+            inner.core.add_pending(*e);
+        }
+        inner.appended_since_snapshot += add_bytes;
+        inner.core.counters.published += entries.len() as u64;
+        self.warnings(&mut inner);
     }
 
     pub(crate) fn config(&self) -> QueueConfig {
@@ -536,6 +579,40 @@ impl Queue {
 
     /// Periodic work: leases, delays, warnings, dead-letter completion, snapshots, reclamation.
     pub(crate) fn tick(&self, now_ms: u64, options: &BrokerOptions) -> TickReport {
+        let (mut report, mark) = self.tick_state(now_ms, options, None);
+        if let Some(mark) = mark {
+            match self
+                .log
+                .set_low_water(mark)
+                .and_then(|()| self.log.reclaim(now_ms))
+            {
+                Ok(r) => report.reclaimed_bytes = r.bytes,
+                Err(e) => tracing::warn!(queue = %self.name, error = %e, "reclaiming failed"),
+            }
+        }
+        report
+    }
+
+    /// Periodic work of a topic subscription over its topic's shared log: everything
+    /// [`Queue::tick`] does except reclamation, which the topic does with the minimum of its
+    /// subscriptions' marks. `next_offset` must be read under the topic's publish lock, so that
+    /// every offset below it is already indexed here. Returns the subscription's safe mark.
+    pub(crate) fn tick_shared(
+        &self,
+        now_ms: u64,
+        options: &BrokerOptions,
+        next_offset: u64,
+    ) -> (TickReport, u64) {
+        let (report, _) = self.tick_state(now_ms, options, Some(next_offset));
+        (report, self.inner.lock().safe_low_water)
+    }
+
+    fn tick_state(
+        &self,
+        now_ms: u64,
+        options: &BrokerOptions,
+        next_offset: Option<u64>,
+    ) -> (TickReport, Option<u64>) {
         let mut report = TickReport::default();
         let mut inner = self.inner.lock();
         let durable_offset = self.log.stats().durable_offset;
@@ -561,20 +638,12 @@ impl Queue {
                 Err(e) => tracing::warn!(queue = %self.name, error = %e, "snapshot failed"),
             }
         }
-        let next_offset = self.log.stats().next_offset;
+        let next_offset = next_offset.unwrap_or_else(|| self.log.stats().next_offset);
         let mark = self.low_water_mark(&mut inner, next_offset);
-        drop(inner);
         if let Some(mark) = mark {
-            match self
-                .log
-                .set_low_water(mark)
-                .and_then(|()| self.log.reclaim(now_ms))
-            {
-                Ok(r) => report.reclaimed_bytes = r.bytes,
-                Err(e) => tracing::warn!(queue = %self.name, error = %e, "reclaiming failed"),
-            }
+            inner.safe_low_water = inner.safe_low_water.max(mark);
         }
-        report
+        (report, mark)
     }
 
     /// A low-water mark is applied only once the journal entries that removed the messages below

@@ -18,12 +18,26 @@ const SCAN_BATCH_RECORDS: usize = 1024;
 /// Payload bytes per log read during the scan (about).
 const SCAN_BATCH_BYTES: usize = 8 * 1024 * 1024;
 
-/// Rebuilds `core` (fresh) from `log` and `journal`.
+/// Rebuilds `core` (fresh) from `log` and `journal`: a queue's.
 pub(crate) fn recover(
     core: &mut QueueCore,
     log: &dyn Log,
     journal: &dyn Journal,
     now_ms: u64,
+) -> Result<(), StoreError> {
+    recover_from(core, log, journal, now_ms, 0, true)
+}
+
+/// Rebuilds `core` from `log` and `journal`, indexing only offsets `>= floor` (a topic
+/// subscription starts somewhere in the topic's shared log). `dedup` says whether the core keeps
+/// the ids of its messages (a subscription does not: its topic deduplicates).
+pub(crate) fn recover_from(
+    core: &mut QueueCore,
+    log: &dyn Log,
+    journal: &dyn Journal,
+    now_ms: u64,
+    floor: u64,
+    dedup: bool,
 ) -> Result<(), StoreError> {
     let contents = journal.recovered();
     let mut table = EntryTable::default();
@@ -52,7 +66,7 @@ pub(crate) fn recover(
     }
     let stats = log.stats();
     let window = core.config.dedup_window_ms;
-    let mut from = covered.max(stats.start_offset);
+    let mut from = covered.max(stats.start_offset).max(floor);
     loop {
         let batch = log.read(from, SCAN_BATCH_RECORDS, SCAN_BATCH_BYTES)?;
         let Some(last) = batch.last().map(|r| r.offset) else {
@@ -71,7 +85,7 @@ pub(crate) fn recover(
                     state: State::Ready,
                 },
             );
-            if env.client_id {
+            if dedup && env.client_id {
                 let expires_ms = rec.record.timestamp_ms.saturating_add(window);
                 if expires_ms > now_ms {
                     core.dedup.insert(hash_id(&env.id), expires_ms);
