@@ -72,6 +72,13 @@ struct Listener {
     // Kept so the connection stays open.
     _client: Client,
     alive: Arc<AtomicBool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }
 
 /// The relay's view of a PostgreSQL outbox table.
@@ -113,7 +120,7 @@ impl PgStore {
         let alive = Arc::new(AtomicBool::new(true));
         let notify = self.notify.clone();
         let task_alive = alive.clone();
-        tokio::spawn(async move {
+        let task = tokio::spawn(async move {
             let mut messages = futures::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
@@ -135,6 +142,7 @@ impl PgStore {
         self.listener = Some(Listener {
             _client: client,
             alive,
+            task,
         });
         Ok(())
     }
