@@ -1,0 +1,449 @@
+//! [`TaskService`]: submission, status, cancel, waiting, rate limits and unique keys. Deliveries,
+//! results and the periodic reconciliation are in `delivery.rs`; workflows in `flows.rs`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::watch;
+use weir_broker::{Broker, Clock, NewMessage};
+use weir_proto::limits::{MAX_DELAY_MS, MAX_LEASE_MS, MAX_MESSAGE_ID_BYTES, MIN_LEASE_MS};
+use weir_store::{Journal, Store, StoreName};
+
+use crate::limits::{Buckets, RateLimit};
+use crate::model::{Task, TaskSpec, TaskState, MAX_TASK_NAME_BYTES};
+use crate::persist::{Durable, Entry};
+use crate::workflow::Workflow;
+use crate::TaskError;
+
+/// Settings of a [`TaskService`].
+#[derive(Clone, Debug)]
+pub struct TaskOptions {
+    /// How long a final task (and its result or error) is kept, in milliseconds.
+    pub result_ttl_ms: u64,
+    /// Most tasks tracked at once (final ones included until their TTL); beyond it submissions
+    /// are refused with busy.
+    pub max_tasks: usize,
+    /// Snapshot the journal once this many bytes were appended since the last snapshot.
+    pub snapshot_every_bytes: u64,
+}
+
+impl Default for TaskOptions {
+    fn default() -> Self {
+        TaskOptions {
+            result_ttl_ms: 24 * 3600 * 1000,
+            max_tasks: 1_000_000,
+            snapshot_every_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// A submission: a spec plus an optional client-chosen id (idempotency) and delay.
+#[derive(Clone, Debug)]
+pub struct Submit {
+    /// What to run.
+    pub spec: TaskSpec,
+    /// The task id; a second submission with the same id returns the first task. Server-made
+    /// when `None`.
+    pub id: Option<String>,
+    /// Deliver no sooner than this many milliseconds from now.
+    pub delay_ms: u64,
+}
+
+/// What a submission did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Submitted {
+    /// The task id.
+    pub id: String,
+    /// Its state now.
+    pub state: TaskState,
+    /// `false` when the id was already known (nothing new was submitted).
+    pub created: bool,
+}
+
+/// An in-memory lease of a running task (leases do not survive a restart, as in the broker).
+#[derive(Clone, Debug)]
+pub(crate) struct Lease {
+    pub(crate) receipt: String,
+    pub(crate) deadline_ms: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) d: Durable,
+    /// unique key → id of the non-final task holding it.
+    pub(crate) unique: HashMap<String, String>,
+    pub(crate) leases: HashMap<String, Lease>,
+    pub(crate) buckets: Buckets,
+    pub(crate) next_id: u64,
+}
+
+/// Tasks as a state machine over the broker (DESIGN §1 "task"): each task is a message on its
+/// queue whose id is the task id and whose body is `{"id","name","args","attempt"}`, plus a
+/// record in this service's journal (`tasks/state`) with its state, attempts and result.
+///
+/// No sockets and no HTTP; `Send + Sync`, share it as `Arc<TaskService>`.
+#[derive(Debug)]
+pub struct TaskService {
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) journal: Arc<dyn Journal>,
+    pub(crate) options: TaskOptions,
+    pub(crate) inner: Mutex<Inner>,
+    pub(crate) changed: watch::Sender<u64>,
+}
+
+/// The body of a task's message (DESIGN §4).
+pub fn task_body(id: &str, name: &str, args: &Value, attempt: u32) -> Bytes {
+    let v = serde_json::json!({ "id": id, "name": name, "args": args, "attempt": attempt });
+    Bytes::from(v.to_string())
+}
+
+impl TaskService {
+    /// Opens the service over `store` (journal `tasks/state`), recovering every task.
+    pub fn open(
+        broker: Arc<Broker>,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        options: TaskOptions,
+    ) -> Result<TaskService, TaskError> {
+        let journal = store.open_journal(
+            &StoreName::parse("tasks/state")?,
+            weir_store::FsyncPolicy::Always,
+        )?;
+        let mut d = Durable::recover(&journal.recovered())?;
+        let now = clock.now_ms();
+        let mut unique = HashMap::new();
+        for t in d.tasks.values_mut() {
+            if t.state == TaskState::Running {
+                // Leases do not survive a restart: the broker makes the message ready again.
+                t.state = TaskState::Retrying;
+                if let Some(a) = t.attempts.last_mut() {
+                    a.finished_ms.get_or_insert(now);
+                    a.error
+                        .get_or_insert_with(|| "interrupted: the server restarted".into());
+                }
+            }
+            if let (false, Some(k)) = (t.state.is_final(), &t.spec.unique_key) {
+                unique.insert(k.clone(), t.id.clone());
+            }
+        }
+        let (changed, _) = watch::channel(0);
+        Ok(TaskService {
+            broker,
+            clock,
+            journal,
+            options,
+            inner: Mutex::new(Inner {
+                d,
+                unique,
+                leases: HashMap::new(),
+                buckets: Buckets::default(),
+                next_id: 0,
+            }),
+            changed,
+        })
+    }
+
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    /// Journals entries (under the caller's lock, so the order matches the state's).
+    pub(crate) fn journal(&self, entries: &[Entry<'_>]) -> Result<weir_store::Durable, TaskError> {
+        let bytes: Vec<Bytes> = entries.iter().map(Entry::encode).collect();
+        Ok(self.journal.append(&bytes)?)
+    }
+
+    pub(crate) fn notify(&self) {
+        self.changed.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn validate(spec: &TaskSpec, s: &Submit) -> Result<(), TaskError> {
+        let bad = |m: String| Err(TaskError::InvalidArgument(m));
+        weir_proto::validate_name(&spec.queue)
+            .map_err(|e| TaskError::InvalidArgument(format!("queue {:?}: {e}", spec.queue)))?;
+        if spec.name.is_empty() || spec.name.len() > MAX_TASK_NAME_BYTES {
+            return bad(format!(
+                "name must be 1..={MAX_TASK_NAME_BYTES} bytes, got {}",
+                spec.name.len()
+            ));
+        }
+        if let Some(id) = &s.id {
+            if id.is_empty() || id.len() > MAX_MESSAGE_ID_BYTES {
+                return bad(format!("id must be 1..={MAX_MESSAGE_ID_BYTES} bytes"));
+            }
+        }
+        if s.delay_ms > MAX_DELAY_MS {
+            return bad(format!("delay_ms must be at most {MAX_DELAY_MS}"));
+        }
+        if let Some(t) = spec.timeout_ms {
+            if !(MIN_LEASE_MS..=MAX_LEASE_MS).contains(&t) {
+                return bad(format!(
+                    "timeout_ms must be within {MIN_LEASE_MS}..={MAX_LEASE_MS}"
+                ));
+            }
+        }
+        if spec.max_attempts == Some(0) {
+            return bad("max_attempts must be at least 1".into());
+        }
+        if spec.backoff_ms.is_some_and(|b| b > MAX_DELAY_MS) {
+            return bad(format!("backoff_ms must be at most {MAX_DELAY_MS}"));
+        }
+        if spec
+            .unique_key
+            .as_ref()
+            .is_some_and(|k| k.is_empty() || k.len() > MAX_MESSAGE_ID_BYTES)
+        {
+            return bad(format!(
+                "unique_key must be 1..={MAX_MESSAGE_ID_BYTES} bytes"
+            ));
+        }
+        Ok(())
+    }
+
+    /// Submits a task: its record is journaled (durable) first, then its message is published
+    /// (durable) with id = task id; returns once both are durable. Idempotent by id.
+    pub async fn submit(&self, s: Submit) -> Result<Submitted, TaskError> {
+        self.submit_in(s, None).await
+    }
+
+    pub(crate) async fn submit_in(
+        &self,
+        s: Submit,
+        workflow: Option<&str>,
+    ) -> Result<Submitted, TaskError> {
+        let spec = &s.spec;
+        Self::validate(spec, &s)?;
+        let queue_max = self.broker.queue_stats(&spec.queue)?.config.max_attempts;
+        let now = self.now_ms();
+        let (task, durable, rate_delay_ms) = {
+            let mut inner = self.inner.lock();
+            if let Some(t) = s.id.as_ref().and_then(|id| inner.d.tasks.get(id)) {
+                return Ok(Submitted {
+                    id: t.id.clone(),
+                    state: t.state,
+                    created: false,
+                });
+            }
+            if let Some(holder) = spec.unique_key.as_ref().and_then(|k| inner.unique.get(k)) {
+                return Err(TaskError::Conflict(format!(
+                    "unique key {:?} is held by task {holder:?}, which is not finished",
+                    spec.unique_key.as_deref().unwrap_or_default()
+                )));
+            }
+            if inner.d.tasks.len() >= self.options.max_tasks {
+                return Err(TaskError::Busy(format!(
+                    "{} tasks are tracked (the limit)",
+                    self.options.max_tasks
+                )));
+            }
+            let id = match &s.id {
+                Some(id) => id.clone(),
+                None => {
+                    inner.next_id += 1;
+                    format!("t-{now:x}-{:x}-{:x}", inner.next_id, std::process::id())
+                }
+            };
+            let rate_delay_ms = match inner.d.limits.get(&spec.name).copied() {
+                Some(l) => inner.buckets.take(&spec.name, &l, now + s.delay_ms),
+                None => 0,
+            };
+            let task = Task {
+                id: id.clone(),
+                spec: spec.clone(),
+                state: TaskState::Queued,
+                max_attempts: spec.max_attempts.unwrap_or(queue_max).min(queue_max),
+                created_ms: now,
+                updated_ms: now,
+                published: false,
+                result: None,
+                error: None,
+                attempts: Vec::new(),
+                workflow: workflow.map(str::to_string),
+                expires_ms: None,
+            };
+            let durable = self.journal(&[Entry::PutTask(&task)])?;
+            if let Some(k) = &spec.unique_key {
+                inner.unique.insert(k.clone(), id.clone());
+            }
+            inner.d.tasks.insert(id, task.clone());
+            (task, durable, rate_delay_ms)
+        };
+        durable.await?;
+        if let Err(e) = self.publish(&task, s.delay_ms + rate_delay_ms, false).await {
+            self.forget(&task.id);
+            return Err(e);
+        }
+        self.notify();
+        Ok(Submitted {
+            id: task.id,
+            state: TaskState::Queued,
+            created: true,
+        })
+    }
+
+    /// Publishes a task's message and marks it published. A duplicate is an error unless
+    /// `republish` (recovery, where a duplicate means the first publish did land).
+    pub(crate) async fn publish(
+        &self,
+        task: &Task,
+        delay_ms: u64,
+        republish: bool,
+    ) -> Result<(), TaskError> {
+        let msg = NewMessage {
+            id: Some(task.id.clone()),
+            delay_ms: delay_ms.min(MAX_DELAY_MS),
+            ..NewMessage::new(task_body(&task.id, &task.spec.name, &task.spec.args, 1))
+        };
+        let outcome = self.broker.publish(&task.spec.queue, vec![msg])?;
+        outcome.durable.await?;
+        if !republish && outcome.messages.first().is_some_and(|p| p.duplicate) {
+            return Err(TaskError::Conflict(format!(
+                "a message with id {:?} was published on {:?} within its dedup window",
+                task.id, task.spec.queue
+            )));
+        }
+        let mut inner = self.inner.lock();
+        if let Some(t) = inner.d.tasks.get_mut(&task.id) {
+            t.published = true;
+            let t = t.clone();
+            // Not awaited: a lost flag only means a re-publish on recovery, which dedup absorbs.
+            drop(self.journal(&[Entry::PutTask(&t)])?);
+        }
+        Ok(())
+    }
+
+    fn forget(&self, id: &str) {
+        let mut inner = self.inner.lock();
+        if let Some(t) = inner.d.tasks.remove(id) {
+            if let Some(k) = &t.spec.unique_key {
+                inner.unique.remove(k);
+            }
+            if let Err(e) = self.journal(&[Entry::RemoveTask(id)]) {
+                tracing::warn!(task = id, error = %e, "journaling a task's removal failed");
+            }
+        }
+    }
+
+    /// The task `id`.
+    pub fn get(&self, id: &str) -> Result<Task, TaskError> {
+        self.inner
+            .lock()
+            .d
+            .tasks
+            .get(id)
+            .cloned()
+            .ok_or_else(|| TaskError::not_found("task", id))
+    }
+
+    /// Waits up to `timeout` for the task to reach a final state; returns it as it is then.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Task, TaskError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut rx = self.changed.subscribe();
+        loop {
+            rx.borrow_and_update();
+            let t = self.get(id)?;
+            if t.state.is_final() || tokio::time::Instant::now() >= deadline {
+                return Ok(t);
+            }
+            tokio::select! {
+                r = rx.changed() => { if r.is_err() { return Ok(t); } }
+                _ = tokio::time::sleep_until(deadline) => {}
+            }
+        }
+    }
+
+    /// Cancels a task that no worker holds (queued or retrying). Its message stays on the queue
+    /// until it is next delivered through [`TaskService::receive`], which acks it unseen; a
+    /// worker on the plain queue API gets a `cancelled` state when it posts a result.
+    pub async fn cancel(&self, id: &str) -> Result<Task, TaskError> {
+        let now = self.now_ms();
+        let (task, durable) = {
+            let mut inner = self.inner.lock();
+            let t = inner
+                .d
+                .tasks
+                .get_mut(id)
+                .ok_or_else(|| TaskError::not_found("task", id))?;
+            match t.state {
+                TaskState::Cancelled => return Ok(t.clone()),
+                TaskState::Queued | TaskState::Retrying => {}
+                s => {
+                    return Err(TaskError::Conflict(format!(
+                        "task {id:?} is {}; only a queued or retrying task can be cancelled",
+                        s.as_str()
+                    )))
+                }
+            }
+            t.state = TaskState::Cancelled;
+            t.updated_ms = now;
+            t.expires_ms = Some(now.saturating_add(self.options.result_ttl_ms));
+            let t = t.clone();
+            if let Some(k) = &t.spec.unique_key {
+                inner.unique.remove(k);
+            }
+            (t.clone(), self.journal(&[Entry::PutTask(&t)])?)
+        };
+        durable.await?;
+        self.notify();
+        self.on_final(&task).await;
+        Ok(task)
+    }
+
+    /// Sets (or with `None` removes) the rate limit of task name `name`. Durable on return.
+    pub async fn set_rate_limit(
+        &self,
+        name: &str,
+        limit: Option<RateLimit>,
+    ) -> Result<(), TaskError> {
+        if name.is_empty() || name.len() > MAX_TASK_NAME_BYTES {
+            return Err(TaskError::InvalidArgument(format!(
+                "task name must be 1..={MAX_TASK_NAME_BYTES} bytes"
+            )));
+        }
+        let durable = {
+            let mut inner = self.inner.lock();
+            match limit {
+                Some(l) => inner.d.limits.insert(name.to_string(), l),
+                None => inner.d.limits.remove(name),
+            };
+            inner.buckets.reset(name);
+            self.journal(&[Entry::PutLimit(name, limit)])?
+        };
+        Ok(durable.await?)
+    }
+
+    /// Every rate limit, by task name.
+    pub fn rate_limits(&self) -> Vec<(String, RateLimit)> {
+        let mut out: Vec<_> = self
+            .inner
+            .lock()
+            .d
+            .limits
+            .iter()
+            .map(|(n, l)| (n.clone(), *l))
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// The workflow `id`.
+    pub fn workflow(&self, id: &str) -> Result<Workflow, TaskError> {
+        self.inner
+            .lock()
+            .d
+            .workflows
+            .get(id)
+            .cloned()
+            .ok_or_else(|| TaskError::not_found("workflow", id))
+    }
+
+    /// How many tasks are tracked.
+    pub fn task_count(&self) -> usize {
+        self.inner.lock().d.tasks.len()
+    }
+}
