@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
-use weir_store::{Durable, Store, StoreName};
+use weir_store::{Durable, Store, StoreError, StoreName};
 
 use crate::core::QueueCore;
 use crate::envelope::{self, Envelope};
@@ -43,6 +43,9 @@ pub struct Broker {
     /// subscriptions and streams).
     pub(crate) meta: Mutex<Meta>,
     queues: RwLock<HashMap<String, Arc<Queue>>>,
+    /// Queues whose storage failed verification at open: known to the meta journal, never
+    /// served (every call names the damage), deletable. See [`Broker::quarantined`].
+    quarantined: RwLock<HashMap<String, StoreError>>,
     pub(crate) topics: RwLock<HashMap<String, Arc<Topic>>>,
     pub(crate) streams: RwLock<HashMap<String, Arc<Stream>>>,
     pub(crate) events: EventSink,
@@ -85,6 +88,7 @@ impl Broker {
             options,
             meta: Mutex::new(meta),
             queues: RwLock::new(HashMap::new()),
+            quarantined: RwLock::new(HashMap::new()),
             topics: RwLock::new(HashMap::new()),
             streams: RwLock::new(HashMap::new()),
             events: EventSink::default(),
@@ -105,12 +109,45 @@ impl Broker {
             }
         }
         for (name, m) in known {
-            let q = broker.open_queue(&name, &m)?;
-            broker.queues.write().insert(name, Arc::new(q));
+            match broker.open_queue(&name, &m) {
+                Ok(q) => {
+                    broker.queues.write().insert(name, Arc::new(q));
+                }
+                // One damaged queue must not take the others down, nor be served as if whole.
+                Err(BrokerError::Storage(e @ StoreError::Corrupt { .. })) => {
+                    tracing::error!(queue = %name, error = %e,
+                        "queue quarantined: its storage is corrupt; it is not served until deleted or repaired");
+                    broker.quarantined.write().insert(name, e);
+                }
+                Err(e) => return Err(e),
+            }
         }
         broker.open_topics()?;
         broker.open_streams()?;
         Ok(broker)
+    }
+
+    /// Queues quarantined at open because their storage is corrupt, with the damage (file, byte
+    /// position, reason), by name. Every call on such a queue fails with
+    /// [`BrokerError::Conflict`] naming the damage; `delete_queue` removes it.
+    pub fn quarantined(&self) -> Vec<(String, String)> {
+        let mut out: Vec<(String, String)> = self
+            .quarantined
+            .read()
+            .iter()
+            .map(|(n, e)| (n.clone(), e.to_string()))
+            .collect();
+        out.sort();
+        out
+    }
+
+    fn check_quarantine(&self, name: &str) -> Result<(), BrokerError> {
+        match self.quarantined.read().get(name) {
+            Some(e) => Err(BrokerError::Conflict(format!(
+                "queue {name:?} is quarantined: {e}"
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn open_queue(&self, name: &str, m: &QueueMeta) -> Result<Queue, BrokerError> {
@@ -135,6 +172,7 @@ impl Broker {
 
     fn queue(&self, name: &str) -> Result<Arc<Queue>, BrokerError> {
         BrokerError::check_name(name)?;
+        self.check_quarantine(name)?;
         self.queues
             .read()
             .get(name)
@@ -150,6 +188,7 @@ impl Broker {
         config: QueueConfig,
     ) -> Result<(QueueStats, bool), BrokerError> {
         BrokerError::check_name(name)?;
+        self.check_quarantine(name)?;
         config.validate()?;
         let dlq_name = config.dead_letter_name(name);
         if dlq_name == name {
@@ -218,6 +257,8 @@ impl Broker {
         if let Ok(q) = self.queue(name) {
             return Ok(q);
         }
+        // Never re-create (and so wipe) a damaged dead-letter queue.
+        self.check_quarantine(name)?;
         let mut meta = self.meta.lock();
         if let Some(q) = self.queues.read().get(name) {
             return Ok(q.clone());
@@ -241,6 +282,7 @@ impl Broker {
             return Err(BrokerError::queue_not_found(name));
         }
         wait(meta.delete(name)?)?;
+        self.quarantined.write().remove(name);
         let q = self.queues.write().remove(name);
         drop(q);
         self.store.remove(&queue_base(name)?)?;
