@@ -109,13 +109,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let store = weir_log::FileStore::open(&config.data_dir, weir_log::FileStoreOptions::default())
         .with_context(|| format!("opening storage in {}", config.data_dir.display()))?;
-    let broker = Broker::open(
-        Arc::new(store),
-        Arc::new(SystemClock),
-        config.broker.clone(),
-    )
-    .context("recovering the broker's queues")?;
+    let store: Arc<dyn weir_store::Store> = Arc::new(store);
+    let broker = Broker::open(store.clone(), Arc::new(SystemClock), config.broker.clone())
+        .context("recovering the broker's queues")?;
     let broker = Arc::new(broker);
+    let (task_service, scheduler) = open_tasks(&broker, &store)?;
     let metrics = Arc::new(Metrics::default());
 
     let native_listener = tokio::net::TcpListener::bind(config.native_addr)
@@ -135,6 +133,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
 
     let mut tasks = Vec::new();
     tasks.push(tokio::spawn(tick_loop(broker.clone(), shutdown_rx.clone())));
+    tasks.push(tokio::spawn(tasks_tick_loop(
+        task_service.clone(),
+        scheduler.clone(),
+        shutdown_rx.clone(),
+    )));
     if config.auth.is_none() {
         tasks.push(tokio::spawn(native::serve(
             native_listener,
@@ -151,7 +154,13 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         tracing::warn!("authentication is on: the native protocol listener is closed (HTTP only)");
         drop(native_listener);
     }
-    let state = http::AppState::new(broker.clone(), metrics, config.max_http_body_bytes);
+    let state = http::AppState::new(
+        broker.clone(),
+        metrics,
+        config.max_http_body_bytes,
+        task_service,
+        scheduler,
+    );
     tasks.push(tokio::spawn(http::serve(
         http_listener,
         state,
@@ -250,5 +259,51 @@ async fn tick_loop(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
         for event in broker.events() {
             tracing::info!(?event, "broker event");
         }
+    }
+}
+
+/// Opens the task service and the scheduler over the broker's store (journals `tasks/state` and
+/// `schedules/state`).
+fn open_tasks(
+    broker: &Arc<Broker>,
+    store: &Arc<dyn weir_store::Store>,
+) -> anyhow::Result<(Arc<weir_tasks::TaskService>, Arc<weir_tasks::Scheduler>)> {
+    let tasks = Arc::new(
+        weir_tasks::TaskService::open(
+            broker.clone(),
+            store.clone(),
+            Arc::new(SystemClock),
+            weir_tasks::TaskOptions::default(),
+        )
+        .context("recovering tasks")?,
+    );
+    let scheduler = Arc::new(
+        weir_tasks::Scheduler::open(
+            broker.clone(),
+            tasks.clone(),
+            store.clone(),
+            Arc::new(SystemClock),
+        )
+        .context("recovering schedules")?,
+    );
+    Ok((tasks, scheduler))
+}
+
+/// The task service's and the scheduler's periodic work (lease expiry, TTL, due ticks), at the
+/// broker's pace.
+async fn tasks_tick_loop(
+    tasks: Arc<weir_tasks::TaskService>,
+    scheduler: Arc<weir_tasks::Scheduler>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut interval = tokio::time::interval(TICK_INTERVAL);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = interval.tick() => {}
+            _ = shutdown.changed() => break,
+        }
+        tasks.tick().await;
+        scheduler.tick().await;
     }
 }

@@ -9,9 +9,8 @@ pub mod extract;
 mod listener;
 pub mod openapi;
 pub mod queues;
-pub mod stream_wire;
-pub mod streams;
-pub mod topics;
+pub mod schedules;
+pub mod tasks;
 pub mod wire;
 
 use std::sync::Arc;
@@ -37,15 +36,27 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Largest request body accepted, in bytes.
     pub max_http_body_bytes: usize,
+    /// Tasks (submit, status, results, workflows, rate limits).
+    pub tasks: Arc<weir_tasks::TaskService>,
+    /// Schedules.
+    pub scheduler: Arc<weir_tasks::Scheduler>,
 }
 
 impl AppState {
     /// Bundles the state.
-    pub fn new(broker: Arc<Broker>, metrics: Arc<Metrics>, max_http_body_bytes: usize) -> AppState {
+    pub fn new(
+        broker: Arc<Broker>,
+        metrics: Arc<Metrics>,
+        max_http_body_bytes: usize,
+        tasks: Arc<weir_tasks::TaskService>,
+        scheduler: Arc<weir_tasks::Scheduler>,
+    ) -> AppState {
         AppState {
             broker,
             metrics,
             max_http_body_bytes,
+            tasks,
+            scheduler,
         }
     }
 
@@ -77,69 +88,28 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/queues/{name}/extend", post(queues::extend))
         .route("/v1/queues/{name}/purge", post(queues::purge_queue))
         .route("/v1/queues/{name}/{*rest}", any(bad_queue_path))
-        .route("/v1/topics", get(topics::list_topics))
+        .route("/v1/tasks", post(tasks::submit))
+        .route("/v1/tasks/{id}", get(tasks::get_task))
+        .route("/v1/tasks/{id}/result", post(tasks::post_result))
+        .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/v1/tasks/{id}/heartbeat", post(tasks::heartbeat))
+        .route("/v1/tasks/queues/{name}/receive", post(tasks::receive))
+        .route("/v1/rate-limits", get(tasks::list_rate_limits))
         .route(
-            "/v1/topics/{name}",
-            put(topics::put_topic)
-                .get(topics::get_topic)
-                .delete(topics::delete_topic),
+            "/v1/rate-limits/{name}",
+            put(tasks::put_rate_limit).delete(tasks::delete_rate_limit),
         )
-        .route("/v1/topics/{name}/messages", post(topics::publish))
+        .route("/v1/workflows", post(tasks::start_workflow))
+        .route("/v1/workflows/{id}", get(tasks::get_workflow))
+        .route("/v1/schedules", get(schedules::list_schedules))
         .route(
-            "/v1/topics/{name}/subscriptions",
-            get(topics::list_subscriptions),
+            "/v1/schedules/{name}",
+            put(schedules::put_schedule)
+                .get(schedules::get_schedule)
+                .delete(schedules::delete_schedule),
         )
-        .route(
-            "/v1/topics/{name}/subscriptions/{sub}",
-            put(topics::put_subscription)
-                .get(topics::get_subscription)
-                .delete(topics::delete_subscription),
-        )
-        .route(
-            "/v1/topics/{name}/subscriptions/{sub}/receive",
-            post(topics::receive),
-        )
-        .route(
-            "/v1/topics/{name}/subscriptions/{sub}/ack",
-            post(topics::ack),
-        )
-        .route(
-            "/v1/topics/{name}/subscriptions/{sub}/nack",
-            post(topics::nack),
-        )
-        .route(
-            "/v1/topics/{name}/subscriptions/{sub}/extend",
-            post(topics::extend),
-        )
-        .route("/v1/streams", get(streams::list_streams))
-        .route(
-            "/v1/streams/{name}",
-            put(streams::put_stream)
-                .get(streams::get_stream)
-                .delete(streams::delete_stream),
-        )
-        .route("/v1/streams/{name}/records", post(streams::append))
-        .route(
-            "/v1/streams/{name}/partitions/{partition}/records",
-            get(streams::read),
-        )
-        .route("/v1/streams/{name}/groups", get(streams::list_groups))
-        .route(
-            "/v1/streams/{name}/groups/{group}",
-            get(streams::get_group).delete(streams::delete_group),
-        )
-        .route(
-            "/v1/streams/{name}/groups/{group}/members/{member}",
-            put(streams::join).delete(streams::leave),
-        )
-        .route(
-            "/v1/streams/{name}/groups/{group}/members/{member}/heartbeat",
-            post(streams::heartbeat),
-        )
-        .route(
-            "/v1/streams/{name}/groups/{group}/offsets",
-            get(streams::get_group).post(streams::commit),
-        )
+        .route("/v1/schedules/{name}/pause", post(schedules::pause))
+        .route("/v1/schedules/{name}/resume", post(schedules::resume))
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
