@@ -63,6 +63,9 @@ struct Common {
     /// Weir HTTP address.
     #[arg(long, default_value = "127.0.0.1:7480")]
     weir_http_addr: String,
+    /// The Weir commit the measured binary was built from (default: the work tree's HEAD).
+    #[arg(long)]
+    weir_commit: Option<String>,
     /// Progress bars on stderr.
     #[arg(long)]
     progress: bool,
@@ -92,6 +95,27 @@ enum Cmd {
         /// Where raw JSON goes (gitignored).
         #[arg(long, default_value = "bench-out")]
         raw_dir: PathBuf,
+    },
+    /// Re-render docs/benchmarks.md and .svg from bench-out/results.jsonl without running anything
+    /// (for example after editing findings.md).
+    Render {
+        #[command(flatten)]
+        common: Common,
+        /// Runs per cell that the raw file holds.
+        #[arg(long, default_value_t = 3)]
+        runs: u32,
+        /// Where the report goes.
+        #[arg(long, default_value = "docs")]
+        docs_dir: PathBuf,
+        /// Where the raw JSON is.
+        #[arg(long, default_value = "bench-out")]
+        raw_dir: PathBuf,
+        /// The command line to show as the one that produced the results.
+        #[arg(long)]
+        produced_by: Option<String>,
+        /// Wall time of the original run, seconds.
+        #[arg(long, default_value_t = 0.0)]
+        wall_s: f64,
     },
 }
 
@@ -251,6 +275,50 @@ async fn run_cells(
     Ok(out)
 }
 
+#[allow(clippy::too_many_arguments)]
+async fn write_docs(
+    common: &Common,
+    s: &Setup,
+    results: &[RunResult],
+    runs: u32,
+    docs_dir: &std::path::Path,
+    raw_dir: &std::path::Path,
+    command: &str,
+    wall_s: f64,
+) -> anyhow::Result<()> {
+    let notes: Vec<(String, String)> = s
+        .targets
+        .iter()
+        .map(|(_, t)| (t.label(), t.notes()))
+        .collect();
+    let workloads: Vec<Workload> = common
+        .workloads
+        .iter()
+        .map(|w| workload(w).map(|w| w.scaled(common.scale)))
+        .collect::<anyhow::Result<_>>()?;
+    let env = doc::Environment::collect(common.weir_commit.as_deref()).await;
+    let summaries = weir_bench::report::summarize(results);
+    let md = doc::markdown(&doc::Report {
+        env: &env,
+        command,
+        runs,
+        workloads: &workloads,
+        summaries: &summaries,
+        notes: &notes,
+        wall_s,
+    });
+    std::fs::write(docs_dir.join("benchmarks.md"), md)?;
+    std::fs::write(
+        docs_dir.join("benchmarks.svg"),
+        doc::svg(&summaries, &workloads),
+    )?;
+    std::fs::write(
+        raw_dir.join("summary.json"),
+        serde_json::to_string_pretty(&summaries)?,
+    )?;
+    Ok(())
+}
+
 async fn real_main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.cmd {
@@ -286,37 +354,18 @@ async fn real_main() -> anyhow::Result<()> {
             .await;
             s.restore().await;
             let results = results?;
-            let notes: Vec<(String, String)> = s
-                .targets
-                .iter()
-                .map(|(_, t)| (t.label(), t.notes()))
-                .collect();
-            let workloads: Vec<Workload> = common
-                .workloads
-                .iter()
-                .map(|w| workload(w).map(|w| w.scaled(common.scale)))
-                .collect::<anyhow::Result<_>>()?;
-            let env = doc::Environment::collect().await;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
-            let summaries = weir_bench::report::summarize(&results);
-            let md = doc::markdown(&doc::Report {
-                env: &env,
-                command: &command,
+            write_docs(
+                &common,
+                &s,
+                &results,
                 runs,
-                workloads: &workloads,
-                summaries: &summaries,
-                notes: &notes,
-                wall_s: started.elapsed().as_secs_f64(),
-            });
-            std::fs::write(docs_dir.join("benchmarks.md"), md)?;
-            std::fs::write(
-                docs_dir.join("benchmarks.svg"),
-                doc::svg(&summaries, &workloads),
-            )?;
-            std::fs::write(
-                raw_dir.join("summary.json"),
-                serde_json::to_string_pretty(&summaries)?,
-            )?;
+                &docs_dir,
+                &raw_dir,
+                &command,
+                started.elapsed().as_secs_f64(),
+            )
+            .await?;
             eprintln!(
                 "wrote {}/benchmarks.md, {}/benchmarks.svg, {} ({:.0} s)",
                 docs_dir.display(),
@@ -325,8 +374,41 @@ async fn real_main() -> anyhow::Result<()> {
                 started.elapsed().as_secs_f64()
             );
         }
+        Cmd::Render {
+            common,
+            runs,
+            docs_dir,
+            raw_dir,
+            produced_by,
+            wall_s,
+        } => render(common, runs, docs_dir, raw_dir, produced_by, wall_s).await?,
     }
     Ok(())
+}
+
+async fn render(
+    mut common: Common,
+    runs: u32,
+    docs_dir: PathBuf,
+    raw_dir: PathBuf,
+    produced_by: Option<String>,
+    wall_s: f64,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(raw_dir.join("results.jsonl"))
+        .with_context(|| format!("reading {}/results.jsonl", raw_dir.display()))?;
+    let results: Vec<RunResult> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    // Targets are only needed for their labels and notes: no Weir server is started.
+    common.weir_running = true;
+    let s = setup(&common).await?;
+    let command = produced_by.unwrap_or_else(|| std::env::args().collect::<Vec<_>>().join(" "));
+    write_docs(
+        &common, &s, &results, runs, &docs_dir, &raw_dir, &command, wall_s,
+    )
+    .await
 }
 
 #[tokio::main]
@@ -337,5 +419,32 @@ async fn main() -> std::process::ExitCode {
             eprintln!("weir-peer-bench: {e:#}");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod live_tests {
+    use super::*;
+
+    #[tokio::test]
+    #[ignore = "needs Redis on 127.0.0.1:6379; run with --ignored"]
+    async fn redis_always_small_w1_delivers_everything() {
+        let r = Arc::new(redis_streams::RedisStreams::new(
+            "redis://127.0.0.1:6379/",
+            "always",
+        ));
+        let orig = r.get_config().await.unwrap();
+        let mut w = standard::w1().scaled(0.005); // 1,000 messages
+        w.timeout = Duration::from_secs(30);
+        let opts = RunOptions {
+            name: "bench-live-test".into(),
+            progress: false,
+            ..RunOptions::default()
+        };
+        let result = driver::run(r.clone(), &w, &opts).await;
+        r.set_config(&orig.0, &orig.1).await.unwrap();
+        assert_eq!(result.status, weir_bench::report::Status::Ok, "{result:?}");
+        assert_eq!(result.confirmed, 1_000);
+        assert_eq!(result.delivered, 1_000);
     }
 }
