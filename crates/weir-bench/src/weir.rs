@@ -15,8 +15,10 @@ use crate::workload::{Kind, Workload};
 
 /// Lease given to benchmark deliveries: long enough that nothing is redelivered during a run.
 const LEASE: Duration = Duration::from_secs(120);
-/// Most acks a consumer keeps in flight before waiting for one.
-const MAX_ACKS_IN_FLIGHT: usize = 128;
+/// Most acks a native consumer keeps in flight before waiting for one (each ack is a request
+/// answered once durable, so this is what lets acks share a group commit); also kept below the
+/// server's per-connection `max_in_flight`.
+const MAX_ACKS_IN_FLIGHT: usize = 1_000;
 /// Most HTTP requests one producer keeps in flight (each is a pooled HTTP/1.1 connection).
 pub const HTTP_MAX_IN_FLIGHT: usize = 64;
 
@@ -216,7 +218,7 @@ impl Target for WeirTarget {
                 Ok(Box::new(NativeConsumer {
                     sub,
                     acks: FuturesUnordered::new(),
-                    max_acks: MAX_ACKS_IN_FLIGHT.min(max / 2),
+                    max_acks: MAX_ACKS_IN_FLIGHT.min(max.saturating_sub(16).max(1)),
                 }))
             }
             Transport::Http => Ok(Box::new(HttpConsumer {

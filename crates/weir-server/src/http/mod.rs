@@ -10,7 +10,10 @@ mod listener;
 pub mod openapi;
 pub mod queues;
 pub mod schedules;
+pub mod stream_wire;
+pub mod streams;
 pub mod tasks;
+pub mod topics;
 pub mod wire;
 
 use std::sync::Arc;
@@ -110,6 +113,69 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/schedules/{name}/pause", post(schedules::pause))
         .route("/v1/schedules/{name}/resume", post(schedules::resume))
+        .route("/v1/topics", get(topics::list_topics))
+        .route(
+            "/v1/topics/{name}",
+            put(topics::put_topic)
+                .get(topics::get_topic)
+                .delete(topics::delete_topic),
+        )
+        .route("/v1/topics/{name}/messages", post(topics::publish))
+        .route(
+            "/v1/topics/{name}/subscriptions",
+            get(topics::list_subscriptions),
+        )
+        .route(
+            "/v1/topics/{name}/subscriptions/{sub}",
+            put(topics::put_subscription)
+                .get(topics::get_subscription)
+                .delete(topics::delete_subscription),
+        )
+        .route(
+            "/v1/topics/{name}/subscriptions/{sub}/receive",
+            post(topics::receive),
+        )
+        .route(
+            "/v1/topics/{name}/subscriptions/{sub}/ack",
+            post(topics::ack),
+        )
+        .route(
+            "/v1/topics/{name}/subscriptions/{sub}/nack",
+            post(topics::nack),
+        )
+        .route(
+            "/v1/topics/{name}/subscriptions/{sub}/extend",
+            post(topics::extend),
+        )
+        .route("/v1/streams", get(streams::list_streams))
+        .route(
+            "/v1/streams/{name}",
+            put(streams::put_stream)
+                .get(streams::get_stream)
+                .delete(streams::delete_stream),
+        )
+        .route("/v1/streams/{name}/records", post(streams::append))
+        .route(
+            "/v1/streams/{name}/partitions/{partition}/records",
+            get(streams::read),
+        )
+        .route("/v1/streams/{name}/groups", get(streams::list_groups))
+        .route(
+            "/v1/streams/{name}/groups/{group}",
+            get(streams::get_group).delete(streams::delete_group),
+        )
+        .route(
+            "/v1/streams/{name}/groups/{group}/members/{member}",
+            put(streams::join).delete(streams::leave),
+        )
+        .route(
+            "/v1/streams/{name}/groups/{group}/members/{member}/heartbeat",
+            post(streams::heartbeat),
+        )
+        .route(
+            "/v1/streams/{name}/groups/{group}/offsets",
+            get(streams::get_group).post(streams::commit),
+        )
         .fallback(fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

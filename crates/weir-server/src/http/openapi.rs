@@ -121,6 +121,16 @@ pub async fn serve() -> Json<Value> {
         DOC.get_or_init(|| {
             let mut doc = document();
             if let (Some(paths), Value::Object(more)) =
+                (doc["paths"].as_object_mut(), topic_stream_paths())
+            {
+                paths.extend(more);
+            }
+            if let (Some(paths), Value::Object(more)) =
+                (doc["paths"].as_object_mut(), super::tasks::openapi_paths())
+            {
+                paths.extend(more);
+            }
+            if let (Some(paths), Value::Object(more)) =
                 (doc["paths"].as_object_mut(), super::tasks::openapi_paths())
             {
                 paths.extend(more);
@@ -129,4 +139,116 @@ pub async fn serve() -> Json<Value> {
         })
         .clone(),
     )
+}
+
+fn path_param(name: &str) -> Value {
+    json!({ "name": name, "in": "path", "required": true,
+            "schema": { "type": "string", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}$" } })
+}
+
+fn params(names: &[&str]) -> Value {
+    Value::Array(
+        names
+            .iter()
+            .map(|n| {
+                if *n == "partition" {
+                    json!({ "name": "partition", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } })
+                } else {
+                    path_param(n)
+                }
+            })
+            .collect(),
+    )
+}
+
+fn op(summary: &str, names: &[&str], request: Option<Value>, ok: &str) -> Value {
+    let mut o = json!({ "summary": summary, "parameters": params(names), "responses": {
+        "200": { "description": ok, "content": { "application/json": { "schema": { "type": "object" } } } },
+        "400": error_response("Bad input."), "404": error_response("Unknown object.") } });
+    if let (Some(obj), Some(r)) = (o.as_object_mut(), request) {
+        obj.insert("requestBody".into(), body(r));
+    }
+    o
+}
+
+fn receipts_body(extra: Value) -> Value {
+    let mut props =
+        json!({ "receipts": { "type": "array", "maxItems": 1000, "items": { "type": "string" } } });
+    if let (Some(p), Some(e)) = (props.as_object_mut(), extra.as_object()) {
+        p.extend(e.clone());
+    }
+    json!({ "type": "object", "required": ["receipts"], "additionalProperties": false, "properties": props })
+}
+
+/// Topics, subscriptions, streams and consumer groups (docs/topics-and-streams.md).
+fn topic_stream_paths() -> Value {
+    let ts = ["name", "sub"];
+    let sg = ["name", "group"];
+    let sgm = ["name", "group", "member"];
+    let sub_config = json!({ "allOf": [{ "$ref": "#/components/schemas/QueueConfig" }], "properties": {
+        "start": { "type": "string", "enum": ["now", "oldest"], "default": "now",
+                   "description": "Where a new subscription starts: new messages only, or every message the topic still retains." } } });
+    let messages = json!({ "type": "object", "required": ["messages"], "additionalProperties": false,
+        "properties": { "messages": { "type": "array", "minItems": 1, "maxItems": 1000, "items": { "$ref": "#/components/schemas/MessageIn" } } } });
+    let mut publish = op("Publish a batch once; every subscription gets a copy. 503 busy (Retry-After) when any subscription is full: none of the batch stored.", &["name"], Some(messages), "Stored, as a queue's publish.");
+    publish["responses"]["503"] = error_response("Busy: a subscription is full (its name is in the message); see GET /v1/topics/{name}/subscriptions.");
+    json!({
+        "/v1/topics": { "get": op("List topics with every subscription's backlog.", &[], None, "Topics.") },
+        "/v1/topics/{name}": {
+            "put": op("Create (201) or update (200) a topic.", &["name"], Some(json!({ "type": "object", "additionalProperties": false,
+                "properties": { "dedup_window_ms": { "type": "integer", "minimum": 0, "default": 300000 } } })), "The topic."),
+            "get": op("A topic: counters, shared-log bounds, subscriptions' stats and the slowest subscription.", &["name"], None, "The topic."),
+            "delete": op("Delete a topic and its subscriptions (204).", &["name"], None, "Deleted.")
+        },
+        "/v1/topics/{name}/messages": { "post": publish },
+        "/v1/topics/{name}/subscriptions": { "get": op("Every subscription's queue stats (`total` is its backlog) and `slowest_subscription`.", &["name"], None, "Subscriptions.") },
+        "/v1/topics/{name}/subscriptions/{sub}": {
+            "put": op("Create (201) or update (200) a subscription: a queue's config plus `start`. Creates <topic>.<sub>.dlq unless dead_letter_queue is set.", &ts, Some(sub_config), "The config."),
+            "get": op("A subscription's queue stats.", &ts, None, "Stats."),
+            "delete": op("Delete a subscription (204).", &ts, None, "Deleted.")
+        },
+        "/v1/topics/{name}/subscriptions/{sub}/receive": { "post": op("As a queue's receive.", &ts, Some(json!({ "type": "object", "additionalProperties": false, "properties": {
+            "max": { "type": "integer", "minimum": 1, "maximum": 1000 }, "wait_ms": { "type": "integer", "minimum": 0, "maximum": 20000 }, "lease_ms": { "type": "integer" } } })), "Deliveries.") },
+        "/v1/topics/{name}/subscriptions/{sub}/ack": { "post": op("As a queue's ack.", &ts, Some(receipts_body(json!({}))), "{acked, invalid}.") },
+        "/v1/topics/{name}/subscriptions/{sub}/nack": { "post": op("As a queue's nack.", &ts, Some(receipts_body(json!({ "delay_ms": { "type": "integer" } }))), "{nacked, invalid}.") },
+        "/v1/topics/{name}/subscriptions/{sub}/extend": { "post": op("As a queue's extend.", &ts, Some(receipts_body(json!({ "lease_ms": { "type": "integer" } }))), "{extended, invalid}.") },
+        "/v1/streams": { "get": op("List streams.", &[], None, "Streams.") },
+        "/v1/streams/{name}": {
+            "put": op("Create (201) or update retention (200); a different partition count is 409.", &["name"], Some(json!({ "type": "object", "additionalProperties": false, "properties": {
+                "partitions": { "type": "integer", "minimum": 1, "maximum": 256, "default": 1 },
+                "retention_ms": { "type": "integer", "minimum": 1 }, "retention_bytes": { "type": "integer", "minimum": 1 } } })), "The stream."),
+            "get": op("A stream: config, per-partition bounds and size, groups.", &["name"], None, "The stream."),
+            "delete": op("Delete a stream, its records and groups (204).", &["name"], None, "Deleted.")
+        },
+        "/v1/streams/{name}/records": { "post": op("Append records; partition = xxh3_64(key) % partitions (keyless: round-robin). Answered once durable.", &["name"], Some(json!({ "type": "object", "required": ["records"], "additionalProperties": false,
+            "properties": { "records": { "type": "array", "minItems": 1, "maxItems": 1000, "items": { "type": "object", "additionalProperties": false, "properties": {
+                "body": { "type": "string" }, "body_base64": { "type": "string" }, "key": { "type": "string" }, "headers": { "type": "object", "additionalProperties": { "type": "string" } } } } } } })),
+            "{records: [{partition, offset}]}.") },
+        "/v1/streams/{name}/partitions/{partition}/records": { "get": {
+            "summary": "Read by offset (below the retained start: from the start) or timestamp; waits up to wait_ms for a first record (tailing).",
+            "parameters": [path_param("name"), { "name": "partition", "in": "path", "required": true, "schema": { "type": "integer" } },
+                { "name": "offset", "in": "query", "schema": { "type": "integer" } }, { "name": "timestamp_ms", "in": "query", "schema": { "type": "integer" } },
+                { "name": "max", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000, "default": 100 } },
+                { "name": "wait_ms", "in": "query", "schema": { "type": "integer", "minimum": 0, "maximum": 20000, "default": 0 } }],
+            "responses": { "200": ok_json("{records: [{offset, timestamp_ms, key?, body_base64, body?, headers}], next_offset}.", json!({ "type": "object" })),
+                           "400": error_response("Bad input."), "404": error_response("Unknown stream or partition.") } } },
+        "/v1/streams/{name}/groups": { "get": op("Consumer group names.", &["name"], None, "{groups}.") },
+        "/v1/streams/{name}/groups/{group}": {
+            "get": op("Members, generation, and per partition: owner, committed offset, end offset, lag.", &sg, None, "The group."),
+            "delete": op("Forget a group and its committed offsets (204).", &sg, None, "Deleted.")
+        },
+        "/v1/streams/{name}/groups/{group}/members/{member}": {
+            "put": op("Join (201) or refresh (200): the member's partitions and their committed offsets.", &sgm, Some(json!({ "type": "object", "additionalProperties": false,
+                "properties": { "session_timeout_ms": { "type": "integer", "minimum": 100, "maximum": 300000, "default": 10000 } } })), "{generation, partitions, committed, members, session_timeout_ms}."),
+            "delete": op("Leave (204); the partitions move to the others at once.", &sgm, None, "Left.")
+        },
+        "/v1/streams/{name}/groups/{group}/members/{member}/heartbeat": { "post": op("Keep the session alive; the current assignment. 404 once the session ended: join again.", &sgm, None, "The assignment.") },
+        "/v1/streams/{name}/groups/{group}/offsets": {
+            "get": op("Committed offsets and lag per partition (as GET of the group).", &sg, None, "The group."),
+            "post": op("Commit offsets (the next offset to process), durable before the answer. With `member` it must own every partition and `generation` must be current, else 409.", &sg,
+                Some(json!({ "type": "object", "required": ["offsets"], "additionalProperties": false, "properties": {
+                    "offsets": { "type": "array", "items": { "type": "object", "properties": { "partition": { "type": "integer" }, "offset": { "type": "integer" } } } },
+                    "member": { "type": "string" }, "generation": { "type": "integer" } } })), "{committed}.")
+        }
+    })
 }
