@@ -15,11 +15,12 @@ const MAX_BUSY_ATTEMPTS: u32 = 10;
 pub(crate) struct Api {
     base: String,
     addr: String,
+    token: Option<String>,
     client: reqwest::Client,
 }
 
 impl Api {
-    pub(crate) fn new(addr: &str) -> anyhow::Result<Api> {
+    pub(crate) fn new(addr: &str, token: Option<String>) -> anyhow::Result<Api> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -27,6 +28,7 @@ impl Api {
         Ok(Api {
             base: format!("http://{addr}"),
             addr: addr.to_string(),
+            token,
             client,
         })
     }
@@ -47,6 +49,9 @@ impl Api {
                 .request(method.clone(), format!("{}{path}", self.base));
             if let Some(b) = body {
                 req = req.json(b);
+            }
+            if let Some(t) = &self.token {
+                req = req.bearer_auth(t);
             }
             let resp = req.send().await.map_err(|e| {
                 if e.is_connect() {

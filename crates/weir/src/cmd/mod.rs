@@ -21,6 +21,15 @@ pub(crate) struct Target {
     /// The server's HTTP address.
     #[arg(long, env = "WEIR_HTTP_ADDR", default_value = weir_server::ServerConfig::DEFAULT_HTTP_ADDR, global = true)]
     http_addr: String,
+    /// Bearer token, when the server has authentication on.
+    #[arg(long, env = "WEIR_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+}
+
+impl Target {
+    fn api(&self) -> anyhow::Result<http_client::Api> {
+        http_client::Api::new(&self.http_addr, self.token.clone())
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,6 +50,22 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Submit tasks, follow their state, cancel them.
+    Task {
+        #[command(subcommand)]
+        command: weir_tasks::cli::TaskCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Create, list, pause, resume and delete schedules.
+    Schedule {
+        #[command(subcommand)]
+        command: weir_tasks::cli::ScheduleCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Measure throughput and latency against a running (or spawned) Weir.
+    Bench(weir_bench::cli::BenchArgs),
     /// Transactional outbox: create the table, relay committed rows into Weir.
     Outbox {
         #[command(subcommand)]
@@ -58,15 +83,18 @@ enum Command {
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::run(args).await,
-        Command::Queue { command, target } => {
-            queue::run(command, &http_client::Api::new(&target.http_addr)?).await
+        Command::Queue { command, target } => queue::run(command, &target.api()?).await,
+        Command::Publish { args, target } => messages::publish(args, &target.api()?).await,
+        Command::Task { command, target } => {
+            let api = weir_tasks::cli::Api::new(&target.http_addr, target.token)?;
+            Ok(weir_tasks::cli::run_task(command, &api).await?)
         }
-        Command::Publish { args, target } => {
-            messages::publish(args, &http_client::Api::new(&target.http_addr)?).await
+        Command::Schedule { command, target } => {
+            let api = weir_tasks::cli::Api::new(&target.http_addr, target.token)?;
+            Ok(weir_tasks::cli::run_schedule(command, &api).await?)
         }
+        Command::Bench(args) => weir_bench::cli::run(args).await,
         Command::Outbox { command } => weir_outbox::cli::run(command).await,
-        Command::Consume { args, target } => {
-            messages::consume(args, &http_client::Api::new(&target.http_addr)?).await
-        }
+        Command::Consume { args, target } => messages::consume(args, &target.api()?).await,
     }
 }
