@@ -14,6 +14,50 @@ use crate::{Published, QueueInfo, QueueOptions, RawDelivery};
 /// How long [`Client::connect`] waits for the connection and the handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How [`Client::connect_with`] connects.
+///
+/// ```
+/// use weir_client::ConnectOptions;
+///
+/// let options = ConnectOptions::default().token("producer-token-0123456789");
+/// assert_eq!(options.token.as_deref(), Some("producer-token-0123456789"));
+/// ```
+#[derive(Clone)]
+pub struct ConnectOptions {
+    /// The token to authenticate with (from the server's token file). Sent right after the
+    /// handshake when the server requires authentication; not sent otherwise.
+    pub token: Option<String>,
+    /// How long to wait for the connection, the handshake and the authentication.
+    pub timeout: Duration,
+}
+
+impl Default for ConnectOptions {
+    fn default() -> Self {
+        ConnectOptions {
+            token: None,
+            timeout: CONNECT_TIMEOUT,
+        }
+    }
+}
+
+impl ConnectOptions {
+    /// These options with `token`.
+    pub fn token(mut self, token: impl Into<String>) -> ConnectOptions {
+        self.token = Some(token.into());
+        self
+    }
+}
+
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never print the secret.
+        f.debug_struct("ConnectOptions")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
 /// A connection to a Weir server. Cheap to clone: clones share the connection, and requests from
 /// all of them pipeline over it (answers may come back in any order).
 ///
@@ -49,10 +93,40 @@ pub struct ReceiptsDone {
 
 impl Client {
     /// Connects and handshakes. A refused connection says so plainly:
-    /// `connection refused at 127.0.0.1:7400 — is `weir serve` running?`.
+    /// `connection refused at 127.0.0.1:7400 — is `weir serve` running?`. A server that requires
+    /// authentication fails it with [`ErrorCode::Unauthorized`](crate::ErrorCode): use
+    /// [`Client::connect_with_token`].
     pub async fn connect(addr: impl ToSocketAddrs + fmt::Display) -> Result<Client, ClientError> {
+        Client::connect_with(addr, ConnectOptions::default()).await
+    }
+
+    /// Connects, handshakes and authenticates with `token` (when the server requires it). A bad
+    /// token fails with [`ErrorCode::Unauthorized`](crate::ErrorCode); once connected, a request
+    /// the token's grants do not cover fails with [`ErrorCode::Forbidden`](crate::ErrorCode) and
+    /// the connection stays usable.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), weir_client::ClientError> {
+    /// use weir_client::{Client, Message};
+    ///
+    /// let client = Client::connect_with_token("127.0.0.1:7400", "producer-token-0123456789").await?;
+    /// client.publish("orders", vec![Message::new("hello")]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect_with_token(
+        addr: impl ToSocketAddrs + fmt::Display,
+        token: impl Into<String>,
+    ) -> Result<Client, ClientError> {
+        Client::connect_with(addr, ConnectOptions::default().token(token)).await
+    }
+
+    /// Connects with explicit [`ConnectOptions`].
+    pub async fn connect_with(
+        addr: impl ToSocketAddrs + fmt::Display,
+        options: ConnectOptions,
+    ) -> Result<Client, ClientError> {
         Ok(Client {
-            conn: Connection::open(addr, CONNECT_TIMEOUT).await?,
+            conn: Connection::open(addr, options.timeout, options.token.as_deref()).await?,
         })
     }
 

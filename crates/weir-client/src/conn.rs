@@ -105,10 +105,12 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Dials, handshakes and starts the reader and writer tasks.
+    /// Dials, handshakes, authenticates (when the server asks for it) and starts the reader and
+    /// writer tasks.
     pub(crate) async fn open(
         addr: impl ToSocketAddrs + fmt::Display,
         timeout: Duration,
+        token: Option<&str>,
     ) -> Result<Connection, ClientError> {
         let name = addr.to_string();
         let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
@@ -152,6 +154,19 @@ impl Connection {
                 return Err(handshake_error(&name, None, message, None));
             }
         };
+        if limits.auth_required {
+            let auth = authenticate(&mut rd, &mut wr, &mut buf, token);
+            match tokio::time::timeout(timeout, auth).await {
+                Err(_) => return Err(ClientError::Timeout(timeout)),
+                Ok(Err(AuthFailure::Io(e))) => {
+                    return Err(handshake_error(&name, None, e.to_string(), None))
+                }
+                Ok(Err(AuthFailure::Refused(code, message))) => {
+                    return Err(handshake_error(&name, Some(code), message, None))
+                }
+                Ok(Ok(())) => {}
+            }
+        }
         let state = Arc::new(Mutex::new(State::default()));
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         tokio::spawn(write_loop(wr, rx, state.clone()));
@@ -215,6 +230,64 @@ fn handshake_error(
         code,
         message,
         retry_after,
+    }
+}
+
+#[derive(Debug)]
+enum AuthFailure {
+    Io(std::io::Error),
+    Refused(weir_proto::ErrorCode, String),
+}
+
+/// Request id of the `Authenticate` sent during the handshake (the writer task numbers the
+/// requests after it, from 1 again: this one is answered before they start).
+const AUTH_REQUEST_ID: u64 = 1;
+
+/// Sends `Authenticate` and waits for its answer. Without a token, fails at once: every request
+/// would be refused.
+async fn authenticate(
+    rd: &mut OwnedReadHalf,
+    wr: &mut OwnedWriteHalf,
+    buf: &mut BytesMut,
+    token: Option<&str>,
+) -> Result<(), AuthFailure> {
+    let Some(token) = token else {
+        return Err(AuthFailure::Refused(
+            weir_proto::ErrorCode::Unauthorized,
+            "the server requires authentication: connect with a token \
+             (Client::connect_with_token or ConnectOptions::token)"
+                .to_string(),
+        ));
+    };
+    let mut out = BytesMut::new();
+    let frame = Frame::new(
+        AUTH_REQUEST_ID,
+        Payload::Authenticate {
+            token: token.to_string(),
+        },
+    );
+    if let Err(e) = frame.encode(&mut out) {
+        return Err(AuthFailure::Refused(
+            weir_proto::ErrorCode::BadRequest,
+            format!("the token cannot be sent: {e}"),
+        ));
+    }
+    wr.write_all(&out).await.map_err(AuthFailure::Io)?;
+    let answer = read_frame(rd, buf).await.map_err(AuthFailure::Io)?;
+    match answer.payload {
+        Payload::Ok if answer.request_id == AUTH_REQUEST_ID => Ok(()),
+        Payload::Error(e) => Err(AuthFailure::Refused(
+            e.code,
+            format!("authentication refused: {}", e.message),
+        )),
+        other => Err(AuthFailure::Io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "expected Ok to Authenticate, got frame type 0x{:02x} (request id {})",
+                other.type_byte(),
+                answer.request_id
+            ),
+        ))),
     }
 }
 

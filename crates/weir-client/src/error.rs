@@ -26,7 +26,8 @@ pub enum ClientError {
         #[source]
         source: Arc<io::Error>,
     },
-    /// The server refused the handshake (wrong version, too many connections) or is not Weir.
+    /// The server refused the handshake (wrong version, too many connections, missing or bad
+    /// token: [`ErrorCode::Unauthorized`]) or is not Weir.
     #[error("handshake with {addr} failed: {message}")]
     Handshake {
         /// The address dialled.
@@ -72,7 +73,9 @@ pub enum ClientError {
 }
 
 impl ClientError {
-    /// The server's error code, when the error came from the server.
+    /// The server's error code, when the error came from the server: e.g.
+    /// [`ErrorCode::Unauthorized`] for a missing or bad token (at connect),
+    /// [`ErrorCode::Forbidden`] for a request the token may not make.
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Server { code, .. } => Some(*code),

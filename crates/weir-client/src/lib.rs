@@ -1,6 +1,7 @@
 //! The Rust client for Weir's native protocol (`docs/protocol.md`).
 //!
-//! - [`Client`]: one TCP connection, multiplexed: every call pipelines, answers are matched by
+//! - [`Client`]: one TCP connection (authenticated with a token when the server has a token file:
+//!   [`Client::connect_with_token`]), multiplexed: every call pipelines, answers are matched by
 //!   request id. Plain calls: queues, [`Client::publish`] (one batch, returns once durable),
 //!   [`Client::receive`], ack / nack / extend.
 //! - [`Producer`]: batches messages (size, bytes, linger), retries `busy` with exponential backoff
@@ -36,7 +37,7 @@ mod message;
 mod producer;
 
 pub use backoff::Backoff;
-pub use client::{Client, ReceiptsDone, CONNECT_TIMEOUT};
+pub use client::{Client, ConnectOptions, ReceiptsDone, CONNECT_TIMEOUT};
 pub use consumer::{Consumer, ConsumerOptions, Delivery};
 pub use error::ClientError;
 pub use message::Message;

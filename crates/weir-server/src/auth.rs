@@ -1,4 +1,4 @@
-//! Token authentication and per-resource permissions for the HTTP API.
+//! Token authentication and per-resource permissions, for the HTTP API and the native protocol.
 //!
 //! A token file (JSON) lists tokens and what each may do:
 //!
@@ -15,6 +15,14 @@
 //! the queue, topic, stream or schedule named in its path; routes without one (task submission,
 //! listings) need the action on `*`... except reads of stats, which any valid token may do.
 //! `/healthz` is always open; `/metrics` and `/v1/openapi.json` need any valid token.
+//!
+//! The native protocol (`docs/protocol.md` §1.2) uses the same tokens and grants: the client sends
+//! an `Authenticate` frame right after the handshake, and the connection then acts as that token.
+//! Its requests map onto the same actions on the queue they name: publish → `publish`; receive,
+//! ack, nack, extend and subscribe → `consume`; create and delete queue → `admin`; stats, ping and
+//! credit grants → any valid token. Missing or bad tokens get `unauthorized` (401; three failed
+//! attempts close the connection), missing grants `forbidden` (403; the connection stays usable).
+//! Tokens are compared in constant time ([`AuthConfig::find`]) on both protocols.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -100,8 +108,9 @@ impl AuthConfig {
         Ok(())
     }
 
-    /// The entry whose secret equals `presented` (constant time in the secret's bytes).
-    fn find(&self, presented: &str) -> Option<&TokenEntry> {
+    /// The entry whose secret equals `presented` (constant time in the secret's bytes). Shared by
+    /// the HTTP middleware and the native protocol's `Authenticate`.
+    pub(crate) fn find(&self, presented: &str) -> Option<&TokenEntry> {
         self.tokens
             .iter()
             .find(|t| constant_time_eq(t.token.as_bytes(), presented.as_bytes()))

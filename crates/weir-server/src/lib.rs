@@ -138,22 +138,17 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         scheduler.clone(),
         shutdown_rx.clone(),
     )));
-    if config.auth.is_none() {
-        tasks.push(tokio::spawn(native::serve(
-            native_listener,
-            broker.clone(),
-            native::NativeLimits {
-                max_connections: config.max_connections,
-                ..native::NativeLimits::default()
-            },
-            shutdown_rx.clone(),
-        )));
-    } else {
-        // The native handshake does not carry a token yet: rather than serve it unauthenticated,
-        // keep it closed while authentication is on.
-        tracing::warn!("authentication is on: the native protocol listener is closed (HTTP only)");
-        drop(native_listener);
-    }
+    tasks.push(tokio::spawn(native::serve(
+        native_listener,
+        broker.clone(),
+        native::NativeLimits {
+            max_connections: config.max_connections,
+            max_body_bytes: config.broker.max_body_bytes,
+            ..native::NativeLimits::default()
+        },
+        config.auth.clone(),
+        shutdown_rx.clone(),
+    )));
     let state = http::AppState::new(
         broker.clone(),
         metrics,

@@ -9,7 +9,10 @@ use super::types::{
     Delivery, ErrorFrame, HelloOk, OutMessage, PublishResult, QueueInfo, QueueOptions,
 };
 use super::wire::{DecodeError, DecodeReason, EncodeError, Reader, Writer};
-use super::{Payload, LENGTH_BYTES, MAX_CREDITS, MAX_ERROR_MESSAGE_BYTES, MAX_RECEIPT_BYTES};
+use super::{
+    Payload, AUTH_PROTOCOL_VERSION, LENGTH_BYTES, MAX_CREDITS, MAX_ERROR_MESSAGE_BYTES,
+    MAX_RECEIPT_BYTES, MAX_TOKEN_BYTES,
+};
 use crate::limits::{
     MAX_BATCH_MESSAGES, MAX_BODY_BYTES_CEILING, MAX_DELAY_MS, MAX_HEADERS, MAX_HEADER_NAME_BYTES,
     MAX_HEADER_VALUE_BYTES, MAX_KEY_BYTES, MAX_LEASE_MS, MAX_MESSAGE_ID_BYTES, MAX_PRIORITY,
@@ -22,6 +25,7 @@ type Enc = Result<(), EncodeError>;
 pub(super) fn encode_payload(p: &Payload, w: &mut Writer<'_>) -> Enc {
     match p {
         Payload::Ping | Payload::Pong | Payload::Ok => Ok(()),
+        Payload::Authenticate { token } => w.bytes16("token", token.as_bytes()),
         Payload::CreateQueue { queue, options } => {
             w.bytes16("queue", queue.as_bytes())?;
             encode_options(options, w)
@@ -99,6 +103,10 @@ pub(super) fn encode_payload(p: &Payload, w: &mut Writer<'_>) -> Enc {
             w.u32(h.max_body_bytes);
             w.u32(h.max_in_flight);
             w.u32(h.max_credits);
+            // The field exists from version 2 on; a version-1 HelloOk has no room for it.
+            if h.version >= AUTH_PROTOCOL_VERSION {
+                w.bool(h.auth_required);
+            }
             Ok(())
         }
         Payload::Error(e) => {
@@ -130,6 +138,9 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
     Ok(match type_byte {
         0x01 => Payload::Ping,
         0x02 => Payload::Pong,
+        0x03 => Payload::Authenticate {
+            token: r.str16("token", 0, MAX_TOKEN_BYTES)?,
+        },
         0x10 => Payload::CreateQueue {
             queue: r.name("queue")?,
             options: decode_options(r)?,
@@ -182,14 +193,19 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
         0x32 => Payload::Unsubscribe {
             subscription: r.u64("subscription")?,
         },
-        0x80 => Payload::HelloOk(HelloOk {
-            version: r.u16("version")?,
-            max_frame_bytes: r.u32("max_frame_bytes")?,
-            max_batch_messages: r.u32("max_batch_messages")?,
-            max_body_bytes: r.u32("max_body_bytes")?,
-            max_in_flight: r.u32("max_in_flight")?,
-            max_credits: r.u32("max_credits")?,
-        }),
+        0x80 => {
+            let version = r.u16("version")?;
+            Payload::HelloOk(HelloOk {
+                version,
+                max_frame_bytes: r.u32("max_frame_bytes")?,
+                max_batch_messages: r.u32("max_batch_messages")?,
+                max_body_bytes: r.u32("max_body_bytes")?,
+                max_in_flight: r.u32("max_in_flight")?,
+                max_credits: r.u32("max_credits")?,
+                // The layout follows the version the HelloOk itself names.
+                auth_required: version >= AUTH_PROTOCOL_VERSION && r.bool("auth_required")?,
+            })
+        }
         0x81 => {
             let at = r.offset();
             let have = r.remaining();

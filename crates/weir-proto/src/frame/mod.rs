@@ -11,6 +11,10 @@
 //! +----------+------+-------+------------+---------+
 //! ```
 //!
+//! When the server requires authentication (`HelloOk::auth_required`, protocol version 2), the
+//! client's first request is [`Payload::Authenticate`]; the server refuses anything else as
+//! `unauthorized` until a token is accepted.
+//!
 //! `len` counts every byte after itself and is checked against
 //! [`MAX_FRAME_BYTES`](crate::limits::MAX_FRAME_BYTES) before anything is buffered. Request ids
 //! let requests pipeline; answers may come back in any order.
@@ -49,8 +53,9 @@ use wire::{Reader, Writer};
 
 /// The four bytes that open every connection.
 pub const MAGIC: [u8; 4] = *b"WEIR";
-/// The protocol version this crate speaks best.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this crate speaks best. Version 2 added [`Payload::Authenticate`] and
+/// [`HelloOk::auth_required`].
+pub const PROTOCOL_VERSION: u16 = 2;
 /// The oldest protocol version this crate still speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// Size of the client's handshake, in bytes.
@@ -65,10 +70,17 @@ pub const MAX_RECEIPT_BYTES: usize = 64;
 pub const MAX_ERROR_MESSAGE_BYTES: usize = 4096;
 /// Most outstanding credits one subscription may hold.
 pub const MAX_CREDITS: u32 = 10_000;
+/// Longest token in an [`Payload::Authenticate`] frame, in bytes.
+pub const MAX_TOKEN_BYTES: usize = 256;
+/// The first protocol version with [`Payload::Authenticate`] and [`HelloOk::auth_required`].
+pub const AUTH_PROTOCOL_VERSION: u16 = 2;
 
 const _: () = assert!(LENGTH_BYTES + HEADER_BYTES < MAX_FRAME_BYTES);
 const _: () = assert!(MAX_FRAME_BYTES <= u32::MAX as usize);
 const _: () = assert!(MAX_CREDITS as usize >= crate::limits::MAX_RECEIVE_MESSAGES);
+const _: () = assert!(MIN_PROTOCOL_VERSION <= AUTH_PROTOCOL_VERSION);
+const _: () = assert!(AUTH_PROTOCOL_VERSION <= PROTOCOL_VERSION);
+const _: () = assert!(MAX_TOKEN_BYTES <= u16::MAX as usize);
 
 /// One frame: the request id it belongs to and what it says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -88,6 +100,13 @@ pub enum Payload {
     Ping,
     /// `0x02` answer to `Ping` (either side may ping).
     Pong,
+    /// `0x03` (protocol version 2) present a token; answered by `Ok`, or by an `unauthorized`
+    /// error. When the server's `HelloOk` says `auth_required`, every other request before a
+    /// successful `Authenticate` is refused as `unauthorized`.
+    Authenticate {
+        /// The secret, at most [`MAX_TOKEN_BYTES`] bytes of UTF-8.
+        token: String,
+    },
     /// `0x10` create a queue or update its settings; answered by `QueueInfo`.
     CreateQueue {
         /// Queue name.
@@ -198,6 +217,7 @@ impl Payload {
         match self {
             Payload::Ping => 0x01,
             Payload::Pong => 0x02,
+            Payload::Authenticate { .. } => 0x03,
             Payload::CreateQueue { .. } => 0x10,
             Payload::DeleteQueue { .. } => 0x11,
             Payload::QueueStats { .. } => 0x12,
@@ -216,6 +236,18 @@ impl Payload {
             Payload::Published(_) => 0x84,
             Payload::Deliveries(_) => 0x85,
             Payload::ReceiptsDone { .. } => 0x86,
+        }
+    }
+}
+
+impl Payload {
+    /// The first protocol version in which this frame type exists. [`Frame::decode`] accepts
+    /// every type of every version it knows; a peer that negotiated an older version must refuse
+    /// a newer type as unknown.
+    pub fn since_version(&self) -> u16 {
+        match self {
+            Payload::Authenticate { .. } => AUTH_PROTOCOL_VERSION,
+            _ => MIN_PROTOCOL_VERSION,
         }
     }
 }

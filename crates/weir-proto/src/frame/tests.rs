@@ -197,16 +197,21 @@ fn payload() -> impl Strategy<Value = Payload> {
             }
         }),
         any::<u64>().prop_map(|subscription| Payload::Unsubscribe { subscription }),
-        any::<(u16, u32, u32, u32, u32, u32)>().prop_map(|(v, a, b, c, d, e)| {
-            Payload::HelloOk(HelloOk {
-                version: v,
-                max_frame_bytes: a,
-                max_batch_messages: b,
-                max_body_bytes: c,
-                max_in_flight: d,
-                max_credits: e,
-            })
-        }),
+        (any::<(u16, u32, u32, u32, u32, u32)>(), any::<bool>()).prop_map(
+            |((v, a, b, c, d, e), auth)| {
+                Payload::HelloOk(HelloOk {
+                    version: v,
+                    max_frame_bytes: a,
+                    max_batch_messages: b,
+                    max_body_bytes: c,
+                    max_in_flight: d,
+                    max_credits: e,
+                    // A version-1 HelloOk has no room for the flag.
+                    auth_required: auth && v >= AUTH_PROTOCOL_VERSION,
+                })
+            }
+        ),
+        small_string(0, MAX_TOKEN_BYTES).prop_map(|token| Payload::Authenticate { token }),
         (
             proptest::sample::select(ErrorCode::ALL.to_vec()),
             any::<u64>(),
@@ -466,7 +471,7 @@ fn handshake_errors_are_precise() {
         DecodeReason::UnsupportedVersion {
             requested: 9,
             min: 1,
-            max: 1
+            max: 2
         }
     );
     assert!(err.to_string().contains("unsupported protocol version 9"));
@@ -522,4 +527,101 @@ fn encoded_len_helpers_match_the_codec() {
     let one = encoded(&Frame::new(1, Payload::Deliveries(vec![d.clone()])));
     let none = encoded(&Frame::new(1, Payload::Deliveries(vec![])));
     assert_eq!(one.len() - none.len(), d.encoded_len());
+}
+
+#[test]
+fn authenticate_token_length_is_enforced_on_decode() {
+    let at_limit = Frame::new(
+        1,
+        Payload::Authenticate {
+            token: "t".repeat(MAX_TOKEN_BYTES),
+        },
+    );
+    let (back, _) = Frame::decode(&encoded(&at_limit)).unwrap().unwrap();
+    assert_eq!(back, at_limit);
+
+    // The encoder lets a long token through (it fits a str16); the decoder refuses it, keeping the
+    // request id so the error answers that request.
+    let too_long = encoded(&Frame::new(
+        2,
+        Payload::Authenticate {
+            token: "t".repeat(MAX_TOKEN_BYTES + 1),
+        },
+    ));
+    let err = Frame::decode(&too_long).unwrap_err();
+    assert!(
+        matches!(
+            err.reason,
+            DecodeReason::BadLength {
+                what: "token",
+                len,
+                max: MAX_TOKEN_BYTES,
+                ..
+            } if len == MAX_TOKEN_BYTES + 1
+        ),
+        "{err}"
+    );
+    assert_eq!((err.request_id, err.skip), (Some(2), Some(too_long.len())));
+    assert_eq!(err.offset, 14);
+}
+
+#[test]
+fn hello_ok_layout_follows_its_version() {
+    let v1 = HelloOk {
+        version: 1,
+        max_frame_bytes: 1,
+        max_batch_messages: 2,
+        max_body_bytes: 3,
+        max_in_flight: 4,
+        max_credits: 5,
+        auth_required: false,
+    };
+    let v2 = HelloOk {
+        version: AUTH_PROTOCOL_VERSION,
+        auth_required: true,
+        ..v1.clone()
+    };
+    let one = encoded(&Frame::new(0, Payload::HelloOk(v1.clone())));
+    let two = encoded(&Frame::new(0, Payload::HelloOk(v2.clone())));
+    // Version 1: 14-byte header + u16 + 5 x u32, exactly as before; version 2 adds one bool.
+    assert_eq!(one.len(), 14 + 2 + 5 * 4);
+    assert_eq!(two.len(), one.len() + 1);
+    assert_eq!(two[two.len() - 1], 1);
+    assert_eq!(
+        Frame::decode(&one).unwrap().unwrap().0.payload,
+        Payload::HelloOk(v1.clone())
+    );
+    assert_eq!(
+        Frame::decode(&two).unwrap().unwrap().0.payload,
+        Payload::HelloOk(v2)
+    );
+    // A version-1 HelloOk cannot carry the flag: it is dropped, not smuggled in.
+    let forced = encoded(&Frame::new(
+        0,
+        Payload::HelloOk(HelloOk {
+            auth_required: true,
+            ..v1.clone()
+        }),
+    ));
+    assert_eq!(forced, one);
+}
+
+#[test]
+fn only_authenticate_is_newer_than_version_1() {
+    assert_eq!(
+        Payload::Authenticate {
+            token: String::new()
+        }
+        .since_version(),
+        AUTH_PROTOCOL_VERSION
+    );
+    assert_eq!(Payload::Ping.since_version(), MIN_PROTOCOL_VERSION);
+    assert_eq!(
+        Hello::decode(b"WEIR\x00\x01\x00\x00"),
+        Ok(Some((Hello { version: 1 }, 8)))
+    );
+    assert_eq!(
+        Hello::decode(b"WEIR\x00\x02\x00\x00"),
+        Ok(Some((Hello::current(), 8)))
+    );
 }

@@ -168,6 +168,11 @@ pub struct HelloOk {
     pub max_in_flight: u32,
     /// Most outstanding credits one subscription may hold.
     pub max_credits: u32,
+    /// Whether every request must follow a successful
+    /// [`Payload::Authenticate`](super::Payload::Authenticate). On the wire only from protocol
+    /// version 2 on: a version-1 `HelloOk` has no such field (it encodes without it and decodes
+    /// as `false`).
+    pub auth_required: bool,
 }
 
 /// An error answer to one request (or, with request id 0, to the connection).

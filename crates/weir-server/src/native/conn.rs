@@ -14,17 +14,25 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use weir_broker::Broker;
-use weir_proto::frame::{peek_frame_len, DecodeError, Frame, Hello, HelloOk, Payload, MAX_CREDITS};
+use weir_proto::frame::{
+    peek_frame_len, DecodeError, Frame, Hello, HelloOk, Payload, AUTH_PROTOCOL_VERSION, MAX_CREDITS,
+};
 use weir_proto::limits::{MAX_BATCH_MESSAGES, MAX_FRAME_BYTES};
 use weir_proto::ErrorCode;
 
+use super::auth::{Attempt, Session};
 use super::subscription::Subscription;
 use super::{handler, subscription, NativeLimits};
+use crate::auth::AuthConfig;
 
 /// Bytes read from the socket at a time (at least).
 const READ_CHUNK_BYTES: usize = 16 * 1024;
 /// The writer flushes once this many bytes are encoded, even if more answers are queued.
 const COALESCE_BYTES: usize = 256 * 1024;
+/// Largest frame buffered before a connection that must authenticate has done so: an
+/// unauthenticated peer cannot make the server reserve a 32 MiB frame (an `Authenticate` takes
+/// under 300 bytes).
+const PRE_AUTH_MAX_FRAME_BYTES: usize = 64 * 1024;
 /// A writer buffer grown past this is given back after the flush.
 const KEEP_BUFFER_BYTES: usize = 1024 * 1024;
 
@@ -56,13 +64,15 @@ pub(super) async fn run(
     peer: SocketAddr,
     broker: Arc<Broker>,
     limits: Arc<NativeLimits>,
+    auth: Option<Arc<AuthConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (mut rd, mut wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
-    match timeout(limits.handshake_timeout, read_hello(&mut rd, &mut buf)).await {
+    let hello = match timeout(limits.handshake_timeout, read_hello(&mut rd, &mut buf)).await {
         Ok(Ok(Some(hello))) => {
             tracing::debug!(%peer, version = hello.version, "native handshake");
+            hello
         }
         Ok(Ok(None)) => return,
         Ok(Err(HelloError::Io(error))) => {
@@ -88,8 +98,29 @@ pub(super) async fn run(
             .await;
             return;
         }
+    };
+    if auth.is_some() && hello.version < AUTH_PROTOCOL_VERSION {
+        // Version 1 has no Authenticate frame: such a client could only be refused request by
+        // request, so refuse it once, plainly.
+        let message = format!(
+            "this server requires authentication, which needs protocol version \
+             {AUTH_PROTOCOL_VERSION} or later (asked for {})",
+            hello.version
+        );
+        tracing::debug!(%peer, version = hello.version, "native handshake refused: auth needs v2");
+        send_and_close(
+            &mut rd,
+            &mut wr,
+            &Frame::error(0, ErrorCode::Unauthorized, 0, message),
+        )
+        .await;
+        return;
     }
-    let hello_ok = Frame::new(0, Payload::HelloOk(hello_ok(&limits)));
+    let session = Session::new(auth);
+    let hello_ok = Frame::new(
+        0,
+        Payload::HelloOk(hello_ok(&limits, hello.version, session.pending())),
+    );
     let mut first = BytesMut::new();
     if hello_ok.encode(&mut first).is_err() || wr.write_all(&first).await.is_err() {
         return;
@@ -106,7 +137,11 @@ pub(super) async fn run(
         closing: CancellationToken::new(),
     });
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
-    read_loop(&shared, &in_flight, &mut rd, buf, &mut shutdown).await;
+    let conn = ConnState {
+        version: hello.version,
+        session,
+    };
+    read_loop(&shared, &in_flight, &mut rd, buf, conn, &mut shutdown).await;
 
     // Stop pushing; let requests in flight finish and their answers drain, then close.
     shared.closing.cancel();
@@ -119,16 +154,30 @@ pub(super) async fn run(
     tracing::debug!(%peer, "native connection closed");
 }
 
-fn hello_ok(limits: &NativeLimits) -> HelloOk {
+/// The answer to a good hello: the version asked for (the handshake accepted it) and the limits.
+fn hello_ok(limits: &NativeLimits, version: u16, auth_required: bool) -> HelloOk {
+    // The configured body limit, never above the protocol's ceiling (the broker refuses more).
+    let max_body_bytes = limits
+        .max_body_bytes
+        .min(weir_proto::limits::MAX_BODY_BYTES_CEILING);
     HelloOk {
-        version: weir_proto::frame::PROTOCOL_VERSION,
+        version,
         // Constants far below u32::MAX (asserted in weir-proto).
         max_frame_bytes: MAX_FRAME_BYTES as u32,
         max_batch_messages: MAX_BATCH_MESSAGES as u32,
-        max_body_bytes: weir_proto::limits::MAX_BODY_BYTES_CEILING as u32,
+        max_body_bytes: u32::try_from(max_body_bytes).unwrap_or(u32::MAX),
         max_in_flight: u32::try_from(limits.max_in_flight).unwrap_or(u32::MAX),
         max_credits: MAX_CREDITS,
+        auth_required,
     }
+}
+
+/// What only the connection's reader reads and changes: the negotiated version and the
+/// authentication state.
+#[derive(Debug)]
+struct ConnState {
+    version: u16,
+    session: Session,
 }
 
 #[derive(Debug)]
@@ -164,10 +213,14 @@ async fn read_loop(
     in_flight: &Arc<Semaphore>,
     rd: &mut OwnedReadHalf,
     mut buf: BytesMut,
+    mut conn: ConnState,
     shutdown: &mut watch::Receiver<bool>,
 ) {
     let idle = shared.limits.idle_timeout;
     let mut last_frame = Instant::now();
+    // With authentication on, a connection must authenticate within the handshake timeout: an
+    // unauthenticated client does not get to hold a connection slot.
+    let auth_deadline = last_frame + shared.limits.handshake_timeout;
     loop {
         // Decode and dispatch every complete frame already buffered.
         loop {
@@ -175,7 +228,7 @@ async fn read_loop(
                 Ok(Some((frame, used))) => {
                     buf.advance(used);
                     last_frame = Instant::now();
-                    if !dispatch(shared, in_flight, frame, shutdown).await {
+                    if !dispatch(shared, in_flight, &mut conn, frame, shutdown).await {
                         return;
                     }
                 }
@@ -196,6 +249,16 @@ async fn read_loop(
         // The length prefix was checked by `decode` (never more than MAX_FRAME_BYTES), so this
         // reserves at most one frame.
         let want = match peek_frame_len(&buf) {
+            Ok(Some(total)) if conn.session.pending() && total > PRE_AUTH_MAX_FRAME_BYTES => {
+                let message = format!(
+                    "frame of {total} bytes before authentication (limit \
+                     {PRE_AUTH_MAX_FRAME_BYTES}): send Authenticate first; closing"
+                );
+                shared
+                    .send(Frame::error(0, ErrorCode::TooLarge, 0, message))
+                    .await;
+                return;
+            }
             Ok(Some(total)) => total.saturating_sub(buf.len()).max(READ_CHUNK_BYTES),
             _ => READ_CHUNK_BYTES,
         };
@@ -210,6 +273,15 @@ async fn read_loop(
                 }
             },
             _ = shutdown_requested(shutdown) => return,
+            () = tokio::time::sleep_until(auth_deadline), if conn.session.pending() => {
+                tracing::debug!(peer = %shared.peer, "native connection did not authenticate in time");
+                let message = format!(
+                    "no successful Authenticate within {} ms; closing",
+                    shared.limits.handshake_timeout.as_millis()
+                );
+                shared.send(Frame::error(0, ErrorCode::Unauthorized, 0, message)).await;
+                return;
+            }
             () = tokio::time::sleep_until(last_frame + idle) => {
                 let busy = !shared.subscriptions.lock().is_empty()
                     || in_flight.available_permits() < shared.limits.max_in_flight.max(1);
@@ -239,10 +311,37 @@ async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
 async fn dispatch(
     shared: &Arc<Shared>,
     in_flight: &Arc<Semaphore>,
+    conn: &mut ConnState,
     frame: Frame,
     shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     let id = frame.request_id;
+    if frame.payload.since_version() > conn.version {
+        // A type this connection's version does not have is unknown, as the decoder would say.
+        let message = format!(
+            "unknown frame type 0x{:02x} in protocol version {}",
+            frame.payload.type_byte(),
+            conn.version
+        );
+        shared
+            .send(Frame::error(id, ErrorCode::BadRequest, 0, message))
+            .await;
+        return true;
+    }
+    if let Payload::Authenticate { token } = &frame.payload {
+        return authenticate(shared, &mut conn.session, id, token).await;
+    }
+    if let Err((code, message)) = conn.session.check(&frame.payload) {
+        tracing::debug!(
+            peer = %shared.peer,
+            token = conn.session.token_name(),
+            frame_type = frame.payload.type_byte(),
+            %code,
+            "native request refused"
+        );
+        shared.send(Frame::error(id, code, 0, message)).await;
+        return true;
+    }
     match frame.payload {
         Payload::Ping => shared.send(Frame::new(id, Payload::Pong)).await,
         Payload::Pong => {}
@@ -299,6 +398,33 @@ async fn dispatch(
         }
     }
     true
+}
+
+/// Answers an `Authenticate`; `false` ends the connection (too many failed attempts).
+async fn authenticate(shared: &Shared, session: &mut Session, id: u64, token: &str) -> bool {
+    match session.authenticate(token) {
+        Attempt::Accepted => {
+            tracing::debug!(peer = %shared.peer, token = session.token_name(), "native connection authenticated");
+            shared.send(Frame::new(id, Payload::Ok)).await;
+            true
+        }
+        Attempt::Refused(code, message) => {
+            tracing::info!(peer = %shared.peer, %code, "native authentication refused: {message}");
+            shared.send(Frame::error(id, code, 0, message)).await;
+            true
+        }
+        Attempt::Exhausted(message) => {
+            tracing::warn!(peer = %shared.peer, "native authentication failed too often: closing");
+            shared
+                .send(Frame::error(id, ErrorCode::Unauthorized, 0, message))
+                .await;
+            let closing = "too many failed authentication attempts; closing the connection";
+            shared
+                .send(Frame::error(0, ErrorCode::Unauthorized, 0, closing))
+                .await;
+            false
+        }
+    }
 }
 
 /// Encodes queued frames and writes them, coalescing: it flushes when the queue is empty (or a

@@ -1,5 +1,8 @@
 //! The native binary protocol listener (`docs/protocol.md`).
 //!
+//! With authentication on, each connection must `Authenticate` first and each request is then
+//! checked against the token's grants ([`auth`]), as the HTTP API checks them.
+//!
 //! One task accepts connections, bounded by [`NativeLimits::max_connections`] (a refused client
 //! gets an `Error busy` frame, then the close). Each connection ([`conn`]) runs a reader that
 //! decodes frames and spawns one task per request (pipelining, at most
@@ -9,6 +12,7 @@
 //! Architecture invariant: the wire types of `weir_proto::frame` are converted to broker types
 //! here ([`convert`]) and nowhere else; the broker knows nothing of frames.
 
+mod auth;
 mod conn;
 mod convert;
 mod handler;
@@ -23,6 +27,8 @@ use tokio::sync::{watch, Semaphore};
 use weir_broker::Broker;
 use weir_proto::frame::Frame;
 use weir_proto::ErrorCode;
+
+use crate::auth::AuthConfig;
 
 /// The native listener's bounds and timeouts.
 #[derive(Clone, Debug)]
@@ -43,6 +49,8 @@ pub(crate) struct NativeLimits {
     pub(crate) max_poll_sleep: Duration,
     /// How long a graceful shutdown waits for connections to finish their requests.
     pub(crate) shutdown_grace: Duration,
+    /// The broker's configured body limit, reported in `HelloOk.max_body_bytes`.
+    pub(crate) max_body_bytes: usize,
 }
 
 impl Default for NativeLimits {
@@ -56,6 +64,7 @@ impl Default for NativeLimits {
             idle_timeout: Duration::from_secs(300),
             max_poll_sleep: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
+            max_body_bytes: weir_proto::limits::DEFAULT_MAX_BODY_BYTES,
         }
     }
 }
@@ -64,11 +73,13 @@ impl Default for NativeLimits {
 const MAX_PENDING_REFUSALS: usize = 64;
 
 /// Accepts connections until `shutdown` turns true, then waits (up to
-/// [`NativeLimits::shutdown_grace`]) for the connections to finish their requests.
+/// [`NativeLimits::shutdown_grace`]) for the connections to finish their requests. With `auth`,
+/// every connection must authenticate and every request is checked against the token's grants.
 pub(crate) async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
     limits: NativeLimits,
+    auth: Option<Arc<AuthConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max_connections = limits.max_connections.max(1);
@@ -101,8 +112,9 @@ pub(crate) async fn serve(
                         let broker = broker.clone();
                         let limits = limits.clone();
                         let shutdown = shutdown.clone();
+                        let auth = auth.clone();
                         tokio::spawn(async move {
-                            conn::run(stream, peer, broker, limits, shutdown).await;
+                            conn::run(stream, peer, broker, limits, auth, shutdown).await;
                             drop(permit);
                         });
                     }
