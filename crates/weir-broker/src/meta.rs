@@ -352,4 +352,41 @@ mod tests {
         let m4 = Meta::open(&store, FsyncPolicy::Always).expect("reopen");
         assert_eq!(m4.queues.len(), 2);
     }
+
+    #[test]
+    fn topics_subscriptions_and_streams_replay_and_snapshot() {
+        let store = MemoryStore::new();
+        let mut m = Meta::open(&store, FsyncPolicy::Always).expect("open");
+        let sub = SubMeta {
+            config: QueueConfig::default(),
+            start_offset: 42,
+        };
+        let stream = StreamConfig {
+            partitions: 3,
+            retention_ms: Some(5),
+            retention_bytes: None,
+        };
+        let _ = m.change(vec![
+            MetaChange::PutTopic("t".into(), TopicConfig::default()),
+            MetaChange::PutSub("t".into(), "a".into(), sub.clone()),
+            MetaChange::PutSub("t".into(), "b".into(), sub.clone()),
+            MetaChange::DeleteSub("t".into(), "b".into()),
+            MetaChange::PutTopic("gone".into(), TopicConfig::default()),
+            MetaChange::DeleteTopic("gone".into()),
+            MetaChange::PutStream("s".into(), stream),
+            MetaChange::PutStream("x".into(), StreamConfig::default()),
+            MetaChange::DeleteStream("x".into()),
+        ]);
+        let check = |m: &Meta| {
+            assert_eq!(m.topics.len(), 1);
+            assert_eq!(m.topics["t"].subs.len(), 1);
+            assert_eq!(m.topics["t"].subs["a"], sub);
+            assert_eq!(m.streams.len(), 1);
+            assert_eq!(m.streams["s"], stream);
+        };
+        let m2 = Meta::open(&store, FsyncPolicy::Always).expect("reopen");
+        check(&m2);
+        assert!(m2.maybe_snapshot(0).expect("snapshot"));
+        check(&Meta::open(&store, FsyncPolicy::Always).expect("reopen"));
+    }
 }
