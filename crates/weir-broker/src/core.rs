@@ -215,6 +215,24 @@ impl QueueCore {
         n
     }
 
+    /// Forgets pending (never durable) messages at offsets `from..end`: their append failed and
+    /// the log took the offsets back (they will be reused). Returns how many were dropped.
+    pub(crate) fn drop_failed(&mut self, from: u64, end: u64, now_ms: u64) -> u64 {
+        let mut n = 0;
+        for off in from..end {
+            if self
+                .table
+                .get(off)
+                .is_some_and(|e| e.state == State::Pending)
+                && self.remove(off, now_ms).is_some()
+            {
+                n += 1;
+            }
+        }
+        self.pending.retain(|o| *o < from || *o >= end);
+        n
+    }
+
     /// Joins the key line (when ordered) or activates.
     fn place(&mut self, off: u64, now_ms: u64) {
         let Some(e) = self.table.get(off).copied() else {

@@ -20,6 +20,22 @@
 //! is set to the lowest offset still indexed (once the journal entries that removed the lower ones
 //! are durable) and `reclaim` gives whole segments of acknowledged messages back.
 //!
+//! # Dedup and durability
+//! The dedup table (`dedup.rs`: id hash → expiry and the original's offset) only vouches for
+//! what is durable:
+//! - a duplicate is confirmed with the durability of its original's append, never before: if
+//!   the original is still only written, the duplicate's `durable` resolves when the original's
+//!   does (and fails if it fails). An append the log takes back (a full disk) drops its dedup
+//!   and index entries before the offsets are reused, so a retry is stored anew;
+//! - a snapshot keeps only the entries whose original is below the log's durable end (the same
+//!   `covered` bound as the index); the others are found again by the recovery scan of the log
+//!   — or, if a crash took their original back, they are gone, and a retry is stored;
+//! - an entry past the last durable snapshot's `covered` offset exists only in the message log,
+//!   so the log's low-water mark never moves past the lowest such offset while any of those
+//!   entries is inside its window (`Dedup::hold`). Reclamation therefore lags by at most the
+//!   dedup window (default 5 min) or until the next snapshot, whichever comes first; a queue
+//!   without client-supplied ids is not held back at all.
+//!
 //! # Structure
 //! The state machine (`core.rs`: index, ready / delayed / in-flight sets, key lines, dedup,
 //! back pressure) knows messages only by offset; `queue.rs` binds one to a log and a journal. A

@@ -2,7 +2,7 @@
 //! the bodies and the journal that holds its state — plus its watch channel. Every operation takes
 //! the queue's mutex once, briefly; log reads of bodies happen outside it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -42,6 +42,19 @@ struct Inner {
     /// The highest low-water mark known safe (its justifying journal entries are durable); a
     /// topic takes the minimum of its subscriptions' marks for the shared log.
     safe_low_water: u64,
+    /// This queue's appends to its log not yet known durable, oldest first (see [`Queue::reap`]).
+    recent: VecDeque<RecentAppend>,
+}
+
+/// An append not yet known durable: a duplicate of one of its messages is confirmed with its
+/// durability, and if it fails its dedup entries and index entries are dropped.
+#[derive(Debug)]
+struct RecentAppend {
+    first: u64,
+    end: u64,
+    durable: SharedDurable,
+    /// (dedup hash, offset) of its messages that carry a client id.
+    hashes: Vec<(u128, u64)>,
 }
 
 /// A queue bound to its storage.
@@ -90,6 +103,7 @@ impl Queue {
                 handing_over: Vec::new(),
                 appended_since_snapshot: 0,
                 safe_low_water: 0,
+                recent: VecDeque::new(),
             }),
         }
     }
@@ -174,6 +188,37 @@ impl Queue {
         }
     }
 
+    /// Settles [`Inner::recent`] against the log, under the queue's lock (every append to this
+    /// queue's log happens under it, after this): appends below the durable end are done; an
+    /// append past the log's next offset failed and the log took its offsets back (a full disk:
+    /// they will be reused), so its dedup entries and pending index entries are forgotten — a
+    /// retry of those ids must be stored, and must not be answered with somebody else's record.
+    fn reap(&self, inner: &mut Inner, now_ms: u64) {
+        if inner.recent.is_empty() {
+            return;
+        }
+        let stats = self.log.stats();
+        while inner
+            .recent
+            .front()
+            .is_some_and(|r| r.end <= stats.durable_offset)
+        {
+            inner.recent.pop_front();
+        }
+        while let Some(r) = inner.recent.back() {
+            if r.end <= stats.next_offset {
+                break;
+            }
+            let r = inner.recent.pop_back().expect("checked");
+            for (h, off) in &r.hashes {
+                inner.core.dedup.remove_at(*h, *off);
+            }
+            let dropped = inner.core.drop_failed(r.first, r.end, now_ms);
+            tracing::debug!(queue = %self.name, first = r.first, end = r.end, dropped,
+                "append failed and was taken back by the log; its ids are forgotten");
+        }
+    }
+
     /// Publishes a validated batch: dedup, admission, append, index.
     pub(crate) fn publish(
         &self,
@@ -181,18 +226,48 @@ impl Queue {
         messages: Vec<NewMessage>,
     ) -> Result<PublishOutcome, BrokerError> {
         let mut inner = self.inner.lock();
-        let core = &mut inner.core;
-        let window = core.config.dedup_window_ms;
-        core.dedup.prune(now_ms, window);
+        self.reap(&mut inner, now_ms);
+        let window = inner.core.config.dedup_window_ms;
+        inner.core.dedup.prune(now_ms, window);
         let mut in_batch = HashSet::new();
         let hashes: Vec<Option<u128>> = messages
             .iter()
             .map(|m| m.id.as_deref().map(hash_id))
             .collect();
+        // A duplicate is confirmed only once its original is durable: a crash may still take back
+        // an original that is merely written, and then nothing would hold the confirmed message.
+        let durable_offset = self.log.stats().durable_offset;
+        let mut originals: Vec<u64> = Vec::new();
         let duplicate: Vec<bool> = hashes
             .iter()
-            .map(|h| h.is_some_and(|h| core.dedup.contains(h, now_ms) || !in_batch.insert(h)))
+            .map(|h| {
+                h.is_some_and(|h| match inner.core.dedup.lookup(h, now_ms) {
+                    Some(o) => {
+                        originals.push(o);
+                        true
+                    }
+                    // A duplicate inside the batch is confirmed with the batch.
+                    None => !in_batch.insert(h),
+                })
+            })
             .collect();
+        originals.sort_unstable();
+        originals.dedup();
+        let mut waits: Vec<Durable> = Vec::new();
+        let mut appends: Vec<usize> = Vec::new();
+        for o in originals.into_iter().filter(|o| *o >= durable_offset) {
+            match inner.recent.iter().position(|r| r.first <= o && o < r.end) {
+                Some(i) if appends.contains(&i) => {}
+                Some(i) => {
+                    appends.push(i);
+                    waits.push(inner.recent[i].durable.durable());
+                }
+                // Not appended by this incarnation, yet not durable: not expected (recovery
+                // only reads durable records); wait for the log anyway.
+                None => waits.push(self.log.wait_durable(o)),
+            }
+        }
+        let core = &mut inner.core;
         let add = duplicate.iter().filter(|d| !**d).count() as u64;
         let add_bytes: u64 = messages
             .iter()
@@ -245,23 +320,31 @@ impl Queue {
             };
             records.push(envelope::encode(&env, now_ms, m.key, &m.headers, m.body));
         }
-        let durable = if records.is_empty() {
-            // Only duplicates: confirm once everything appended so far (the originals) is durable.
-            let next = self.log.stats().next_offset;
-            match next.checked_sub(1) {
-                Some(last) => self.log.wait_durable(last),
-                None => Durable::ready(Ok(())),
-            }
-        } else {
+        if !records.is_empty() {
             let appended = self.log.append(&records)?;
+            let mut ids = Vec::new();
             for (i, (mut e, hash)) in entries.into_iter().enumerate() {
                 e.offset = appended.first_offset + i as u64;
                 core.add_pending(e);
                 if let Some(h) = hash {
-                    core.dedup.insert(h, now_ms.saturating_add(window));
+                    core.dedup
+                        .insert_at(h, now_ms.saturating_add(window), e.offset);
+                    ids.push((h, e.offset));
                 }
             }
-            waking(appended.durable, self.watch.clone())
+            let shared = SharedDurable::new(appended.durable);
+            waits.insert(0, waking(shared.durable(), self.watch.clone()));
+            inner.recent.push_back(RecentAppend {
+                first: appended.first_offset,
+                end: appended.next_offset,
+                durable: shared,
+                hashes: ids,
+            });
+        }
+        let durable = match waits.len() {
+            0 => Durable::ready(Ok(())),
+            1 => waits.pop().expect("one"),
+            _ => Durable::all(waits),
         };
         inner.appended_since_snapshot += add_bytes;
         let core = &mut inner.core;
@@ -281,6 +364,7 @@ impl Queue {
         records: Vec<(Record, u8, u32)>,
     ) -> Result<Durable, StoreError> {
         let mut inner = self.inner.lock();
+        self.reap(&mut inner, now_ms);
         let (records, meta): (Vec<Record>, Vec<(u8, u32)>) = records
             .into_iter()
             .map(|(r, p, size)| (r, (p, size)))
@@ -297,7 +381,14 @@ impl Queue {
         }
         inner.core.counters.published += records.len() as u64;
         self.warnings(&mut inner);
-        Ok(waking(appended.durable, self.watch.clone()))
+        let shared = SharedDurable::new(appended.durable);
+        inner.recent.push_back(RecentAppend {
+            first: appended.first_offset,
+            end: appended.next_offset,
+            durable: shared.clone(),
+            hashes: Vec::new(),
+        });
+        Ok(waking(shared.durable(), self.watch.clone()))
     }
 
     /// Leases up to `max` messages and reads their bodies.
@@ -615,6 +706,9 @@ impl Queue {
     ) -> (TickReport, Option<u64>) {
         let mut report = TickReport::default();
         let mut inner = self.inner.lock();
+        if next_offset.is_none() {
+            self.reap(&mut inner, now_ms);
+        }
         let durable_offset = self.log.stats().durable_offset;
         let (expired, promoted) = inner.core.advance(durable_offset, now_ms);
         report.expired_leases = expired;
@@ -633,13 +727,13 @@ impl Queue {
                     .snapshot_every_bytes
                     .saturating_mul(LOG_BYTES_PER_JOURNAL_BYTE)
         {
-            match self.snapshot(&mut inner) {
+            match self.snapshot(&mut inner, now_ms) {
                 Ok(()) => report.snapshots += 1,
                 Err(e) => tracing::warn!(queue = %self.name, error = %e, "snapshot failed"),
             }
         }
         let next_offset = next_offset.unwrap_or_else(|| self.log.stats().next_offset);
-        let mark = self.low_water_mark(&mut inner, next_offset);
+        let mark = self.low_water_mark(&mut inner, next_offset, now_ms);
         if let Some(mark) = mark {
             inner.safe_low_water = inner.safe_low_water.max(mark);
         }
@@ -648,7 +742,11 @@ impl Queue {
 
     /// A low-water mark is applied only once the journal entries that removed the messages below
     /// it are durable; otherwise a crash could bring back an index entry whose body is gone.
-    fn low_water_mark(&self, inner: &mut Inner, next_offset: u64) -> Option<u64> {
+    ///
+    /// It also never passes an offset whose message carries an unexpired dedup entry that no
+    /// durable snapshot holds ([`crate::dedup::Dedup::hold`]): recovery rebuilds such an entry
+    /// from the log, so reclaiming its segment would forget the id inside its window.
+    fn low_water_mark(&self, inner: &mut Inner, next_offset: u64, now_ms: u64) -> Option<u64> {
         let mut apply = None;
         if let Some((mark, durable)) = inner.low_water.take() {
             match durable.poll_now() {
@@ -658,7 +756,8 @@ impl Queue {
             }
         }
         if inner.low_water.is_none() {
-            let candidate = inner.core.low_water(next_offset);
+            let hold = inner.core.dedup.hold(now_ms).unwrap_or(u64::MAX);
+            let candidate = inner.core.low_water(next_offset).min(hold);
             match &inner.last_journal {
                 Some(j) => inner.low_water = Some((candidate, j.clone())),
                 None => apply = Some(candidate.max(apply.unwrap_or(0))),
@@ -669,11 +768,15 @@ impl Queue {
 
     /// Writes a snapshot of the index. Offsets at or past the log's durable end are left out and
     /// recovered by scanning the log, so a snapshot never names an offset a crash could reuse.
-    fn snapshot(&self, inner: &mut Inner) -> Result<(), StoreError> {
+    /// The same holds for dedup entries: only those whose original is durable are kept, so a
+    /// snapshot never vouches for a message a crash could still take back.
+    fn snapshot(&self, inner: &mut Inner, now_ms: u64) -> Result<(), StoreError> {
         let covered = self.log.stats().durable_offset;
         let entries = inner.core.snapshot_entries(covered);
-        let bytes = encode_snapshot(covered, inner.core.dedup.iter(), &entries);
+        let dedup: Vec<(u128, u64)> = inner.core.dedup.iter_below(covered).collect();
+        let bytes = encode_snapshot(covered, dedup.into_iter(), &entries);
         self.journal.snapshot(bytes)?;
+        inner.core.dedup.set_covered(covered, now_ms);
         inner.last_journal = None;
         inner.appended_since_snapshot = 0;
         Ok(())

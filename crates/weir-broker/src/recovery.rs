@@ -45,6 +45,9 @@ pub(crate) fn recover_from(
     if let Some(snapshot) = &contents.snapshot {
         let s = decode_snapshot(snapshot)?;
         covered = s.covered;
+        // The snapshot holds every dedup entry below `covered`; entries past it are rebuilt
+        // from the log scan below (and keep the log's low-water mark from passing them).
+        core.dedup.set_covered(covered, now_ms);
         for (hash, expires_ms) in s.dedup {
             if expires_ms > now_ms {
                 core.dedup.insert(hash, expires_ms);
@@ -88,7 +91,8 @@ pub(crate) fn recover_from(
             if dedup && env.client_id {
                 let expires_ms = rec.record.timestamp_ms.saturating_add(window);
                 if expires_ms > now_ms {
-                    core.dedup.insert(hash_id(&env.id), expires_ms);
+                    core.dedup
+                        .insert_at(hash_id(&env.id), expires_ms, rec.offset);
                 }
             }
         }
