@@ -101,11 +101,15 @@ impl Broker {
             .iter()
             .map(|(n, m)| (n.clone(), m.clone()))
             .collect();
-        // Storage left behind by a delete interrupted by a crash.
-        for leftover in broker.store.list(&StoreName::parse("queues")?)? {
-            if !known.iter().any(|(n, _)| *n == leftover) {
-                tracing::info!(queue = %leftover, "removing storage of a deleted queue");
-                broker.store.remove(&queue_base(&leftover)?)?;
+        // Storage the meta journal does not mention is never removed automatically: it may be a
+        // queue whose meta record was lost (a damaged last record is cut like a torn write), and
+        // `delete_queue` removes storage before it journals the delete, so a crash cannot leave
+        // a deleted queue's storage behind. Creating the queue again adopts it.
+        for orphan in broker.store.list(&StoreName::parse("queues")?)? {
+            if !known.iter().any(|(n, _)| *n == orphan) {
+                tracing::error!(queue = %orphan, path = %queue_base(&orphan)?,
+                    "storage of a queue unknown to the meta journal kept (not served); creating \
+                     the queue again adopts it, deleting the queue removes it");
             }
         }
         for (name, m) in known {
@@ -236,8 +240,7 @@ impl Broker {
         }
         puts.push((name.to_string(), this));
         for f in &fresh {
-            // Nothing of a queue unknown to the meta journal is worth keeping.
-            self.store.remove(&queue_base(f)?)?;
+            self.log_adoption(f)?;
         }
         wait(meta.put(&puts)?)?;
         for (n, m) in &puts {
@@ -267,25 +270,41 @@ impl Broker {
             config: QueueConfig::default(),
             is_dlq: true,
         };
-        self.store.remove(&queue_base(name)?)?;
+        self.log_adoption(name)?;
         wait(meta.put(&[(name.to_string(), m.clone())])?)?;
         let q = Arc::new(self.open_queue(name, &m)?);
         self.queues.write().insert(name.to_string(), q.clone());
         Ok(q)
     }
 
-    /// Deletes a queue and its storage (its dead-letter queue stays).
+    /// A queue about to be created may find storage the meta journal lost track of (see
+    /// [`Broker::open`]): it is adopted, never wiped.
+    fn log_adoption(&self, name: &str) -> Result<(), BrokerError> {
+        if self
+            .store
+            .list(&StoreName::parse("queues")?)?
+            .iter()
+            .any(|n| n == name)
+        {
+            tracing::warn!(queue = %name, "adopting existing storage of a queue unknown to the meta journal");
+        }
+        Ok(())
+    }
+
+    /// Deletes a queue and its storage (its dead-letter queue stays). The storage goes first and
+    /// the meta record after, so a crash in between leaves a queue that exists (empty), never
+    /// storage of a deleted queue (which [`Broker::open`] would keep and a create would adopt).
     pub fn delete_queue(&self, name: &str) -> Result<(), BrokerError> {
         BrokerError::check_name(name)?;
         let mut meta = self.meta.lock();
         if !meta.queues.contains_key(name) {
             return Err(BrokerError::queue_not_found(name));
         }
-        wait(meta.delete(name)?)?;
-        self.quarantined.write().remove(name);
         let q = self.queues.write().remove(name);
         drop(q);
         self.store.remove(&queue_base(name)?)?;
+        wait(meta.delete(name)?)?;
+        self.quarantined.write().remove(name);
         Ok(())
     }
 

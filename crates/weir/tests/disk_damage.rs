@@ -211,6 +211,10 @@ enum Expect {
     NoGarbageOrQuarantine,
     /// The whole server must refuse to start with an error naming the file.
     Refuse,
+    /// The last record of the meta journal (the victim's creation) is cut as a torn tail: the
+    /// server starts without the victim, keeps its storage (never deletes what meta does not
+    /// mention) and says so; creating the victim again adopts it with every message.
+    OrphanKept,
 }
 
 fn apply(path: &Path, damage: Damage) {
@@ -288,6 +292,31 @@ async fn check_case(pristine: &Path, work: &Path, file: &Path, damage: Damage, e
     }
     let client = reqwest::Client::new();
 
+    if expect == Expect::OrphanKept {
+        let r = client
+            .get(serve.url(&format!("/v1/queues/{VICTIM}")))
+            .send()
+            .await
+            .expect("get");
+        assert_eq!(r.status(), 404, "{what}: the victim's creation was cut");
+        assert!(
+            work.join("queues").join(VICTIM).join("messages").is_dir(),
+            "{what}: the victim's storage was deleted"
+        );
+        let log = serve.log_text();
+        assert!(
+            log.contains("unknown to the meta journal") && log.contains(VICTIM),
+            "{what}: the log reports the kept storage: {log}"
+        );
+        let r = client
+            .put(serve.url(&format!("/v1/queues/{VICTIM}")))
+            .json(&json!({}))
+            .send()
+            .await
+            .expect("put");
+        assert!(r.status().is_success(), "{what}: re-create: {}", r.status());
+    }
+
     // The undamaged queue is served completely and exactly.
     let good = drain(&client, &serve, GOOD)
         .await
@@ -306,8 +335,8 @@ async fn check_case(pristine: &Path, work: &Path, file: &Path, damage: Damage, e
                 .unwrap_or_default()
                 .to_string();
             assert!(
-                expect != Expect::Complete,
-                "{what}: a repairable index must not quarantine: {e}"
+                !matches!(expect, Expect::Complete | Expect::OrphanKept),
+                "{what}: a repairable index or adopted storage must not quarantine: {e}"
             );
             assert!(
                 msg.contains("quarantined") && msg.contains(&file_name),
@@ -355,7 +384,9 @@ async fn check_case(pristine: &Path, work: &Path, file: &Path, damage: Damage, e
             }
             let expected: BTreeSet<usize> = (ACKED..N).collect();
             match expect {
-                Expect::Complete => assert_eq!(seen, expected, "{what}: nothing lost"),
+                Expect::Complete | Expect::OrphanKept => {
+                    assert_eq!(seen, expected, "{what}: nothing lost")
+                }
                 Expect::TailOrQuarantine => {
                     assert!(
                         seen.is_subset(&expected),
@@ -482,6 +513,10 @@ async fn damaged_files_are_cut_quarantined_or_refused_never_served_as_garbage() 
             Damage::Flip(len.min(40) / 2),
             Expect::Refuse,
         ));
+        // A flip in the last record (the victim's creation; its dead-letter queue's comes
+        // just before): indistinguishable from a torn write, so cut — but the victim's storage
+        // must survive, and creating the victim again must bring every message back.
+        cases.push((meta_log.clone(), Damage::Flip(len - 1), Expect::OrphanKept));
     }
 
     let started = Instant::now();
