@@ -44,10 +44,27 @@ fn world() -> &'static World {
         broker
             .create_queue("q", QueueConfig::default())
             .expect("queue");
+        let store: Arc<dyn weir_store::Store> = Arc::new(MemoryStore::new());
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let tasks = Arc::new(
+            weir_tasks::TaskService::open(
+                broker.clone(),
+                store.clone(),
+                clock.clone(),
+                weir_tasks::TaskOptions::default(),
+            )
+            .expect("tasks"),
+        );
+        let scheduler = Arc::new(
+            weir_tasks::Scheduler::open(broker.clone(), tasks.clone(), store, clock)
+                .expect("scheduler"),
+        );
         let app = router(AppState::new(
             broker.clone(),
             Arc::new(Metrics::default()),
             1 << 20,
+            tasks,
+            scheduler,
         ));
         World { rt, broker, app }
     })
