@@ -12,8 +12,10 @@
 //! Actions: `publish` (send messages, records, tasks), `consume` (receive, ack, nack, extend, read
 //! streams, post task results), `admin` (create, configure, purge, delete; implies the other two).
 //! A resource pattern is an exact name, a prefix ending in `*`, or `*`. The resource of a request is
-//! the queue, topic, stream or schedule named in its path; routes without one (task submission,
-//! listings) need the action on `*`... except reads of stats, which any valid token may do.
+//! the queue, topic, stream or schedule named in its path (for `/v1/tasks/queues/{q}/receive`, the
+//! queue). Routes that name none need the action on `*`: task submission and workflow starts need
+//! `publish`, task results, heartbeats and cancels need `consume`, rate limits need `admin`. Every
+//! `GET` except stream reads (which need `consume`) is open to any valid token.
 //! `/healthz` is always open; `/metrics` and `/v1/openapi.json` need any valid token.
 //!
 //! The native protocol (`docs/protocol.md` §1.2) uses the same tokens and grants: the client sends
@@ -158,11 +160,15 @@ pub fn required(method: &Method, path: &str) -> Need {
         ["v1", kind, rest @ ..] => {
             let resource = rest.first().map(|s| s.to_string());
             let last = rest.last().copied().unwrap_or("");
+            // The task-aware receive names its queue: `/v1/tasks/queues/{q}/receive`.
+            if let ("tasks", ["queues", queue, "receive"]) = (*kind, rest) {
+                return Some(Some((Action::Consume, Some(queue.to_string()))));
+            }
             let action = match (*kind, method, rest.len()) {
                 (_, &Method::GET, _) if *kind != "streams" || rest.len() <= 1 => return Some(None),
                 ("queues" | "topics", &Method::POST, _) if last == "messages" => Action::Publish,
                 ("streams", &Method::POST, 2) if last == "records" => Action::Publish,
-                ("tasks", &Method::POST, 0) => Action::Publish,
+                ("tasks" | "workflows", &Method::POST, 0) => Action::Publish,
                 ("tasks", &Method::POST, _) => Action::Consume,
                 ("tasks", &Method::DELETE, _) => Action::Consume,
                 ("queues" | "topics", &Method::POST, _)
@@ -175,7 +181,11 @@ pub fn required(method: &Method, path: &str) -> Need {
                 }
                 _ => Action::Admin,
             };
-            let resource = if *kind == "tasks" { None } else { resource };
+            let resource = if matches!(*kind, "tasks" | "workflows") {
+                None
+            } else {
+                resource
+            };
             Some(Some((action, resource)))
         }
         _ => Some(None),
