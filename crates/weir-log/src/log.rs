@@ -41,6 +41,9 @@ pub(crate) struct DurableState {
     pub(crate) synced: u64,
     /// The failure that poisoned the log.
     pub(crate) failed: Option<StoreError>,
+    /// How many times a failed write (a full disk) took offsets back: a waiter for an offset
+    /// that was taken back fails (retryable) instead of waiting for the offset's reuse.
+    pub(crate) rollbacks: u64,
 }
 
 /// Bytes queued for the writer, contiguous in one segment.
@@ -50,6 +53,8 @@ pub(crate) struct Chunk {
     pub(crate) base: u64,
     /// Byte position in that segment.
     pub(crate) position: u64,
+    /// Offset of the first frame in `bytes` (chunks start at frame boundaries).
+    pub(crate) offset: u64,
     /// The frames.
     pub(crate) bytes: Vec<u8>,
     /// The segment is new: seal the current one (with this index) and create its file first.
@@ -172,6 +177,7 @@ impl LogShared {
                 durable: next,
                 synced: next,
                 failed: None,
+                rollbacks: 0,
             }),
             pool,
         }))
@@ -192,14 +198,22 @@ impl LogShared {
 
     fn wait(&self, pred: impl Fn(&DurableState) -> bool + Send + Sync + 'static) -> Durable {
         let mut rx = self.durable_tx.subscribe();
+        let rollbacks = rx.borrow().rollbacks;
+        let name = self.name.clone();
         Durable::from_future(async move {
             let state = rx
-                .wait_for(|s| pred(s) || s.failed.is_some())
+                .wait_for(|s| pred(s) || s.failed.is_some() || s.rollbacks != rollbacks)
                 .await
                 .map_err(|_| StoreError::Closed)?;
+            if pred(&state) {
+                return Ok(());
+            }
             match &state.failed {
-                Some(e) if !pred(&state) => Err(e.clone()),
-                _ => Ok(()),
+                Some(e) => Err(e.clone()),
+                None => Err(disk_full(
+                    &name,
+                    "appends were taken back after a failed write",
+                )),
             }
         })
     }
@@ -219,6 +233,7 @@ impl LogShared {
         }
         let first = st.next_offset;
         let mut run_start = 0usize; // start in batch.buf of bytes not yet queued
+        let mut run_offset = first; // offset of the record at run_start
         for e in &batch.records {
             let offset = st.next_offset;
             let seg_bytes = self.config.segment_bytes;
@@ -227,8 +242,9 @@ impl LogShared {
                 .back()
                 .is_some_and(|s| s.size > 0 && s.size + e.frame_len as u64 > seg_bytes);
             if roll {
-                queue_bytes(&mut st, &batch.buf[run_start..e.start]);
+                queue_bytes(&mut st, &batch.buf[run_start..e.start], run_offset);
                 run_start = e.start;
+                run_offset = offset;
                 let sealed_index = st.segments.back().map(|s| s.index.clone());
                 st.segments.push_back(Segment {
                     base: offset,
@@ -244,6 +260,7 @@ impl LogShared {
                 st.pending.push(Chunk {
                     base: offset,
                     position: 0,
+                    offset,
                     bytes: spare,
                     roll: Some(sealed_index.unwrap_or_default()),
                 });
@@ -268,7 +285,7 @@ impl LogShared {
             st.next_offset = offset + 1;
             st.total_bytes += e.frame_len as u64;
         }
-        queue_bytes(&mut st, &batch.buf[run_start..]);
+        queue_bytes(&mut st, &batch.buf[run_start..], run_offset);
         st.pending_bytes += batch_bytes;
         let next = st.next_offset;
         let (tx, rx) = oneshot::channel();
@@ -330,6 +347,7 @@ impl LogShared {
         let mut written = 0u64;
         let mut touched: Vec<(u64, u64, Option<Arc<File>>, bool)> = Vec::new();
         let mut result = Ok(());
+        let mut full = None;
         for chunk in &chunks {
             match self.write_chunk(&mut w, chunk) {
                 Ok((file, sealed)) => {
@@ -337,11 +355,41 @@ impl LogShared {
                     let end = chunk.position + chunk.bytes.len() as u64;
                     touched.push((chunk.base, end, file, sealed));
                 }
-                Err(e) => {
+                Err(ChunkError::Full {
+                    err,
+                    file,
+                    base,
+                    position,
+                    created,
+                    sealed,
+                }) => {
+                    // Cut the segment back to the end of the last whole chunk written and make
+                    // that durable; a failure here is a real I/O failure and poisons.
+                    let path = self.segment_path(base);
+                    result = file
+                        .set_len(position)
+                        .and_then(|()| file.sync_data())
+                        .map_err(|e| {
+                            StoreError::io("truncate after a full disk", path.display(), e)
+                        });
+                    if result.is_ok() {
+                        w.dirty = false;
+                        w.last_sync = Instant::now();
+                        touched.push((base, position, created, sealed));
+                        full = Some((base, position, chunk.offset, err));
+                    }
+                    break;
+                }
+                Err(ChunkError::Fatal(e)) => {
                     result = Err(e);
                     break;
                 }
             }
+        }
+        if let Some(f) = full {
+            drop(w);
+            self.roll_back(touched, f);
+            return;
         }
         let due = match self.config.fsync {
             FsyncPolicy::Always => true,
@@ -441,13 +489,112 @@ impl LogShared {
         }
     }
 
+    /// After a write failed for lack of space: every chunk before the failed one is written and
+    /// fsync'd, the failed one's segment is cut back to `position` (where `offset` starts) and
+    /// fsync'd. Makes `..offset` durable, takes back every offset from `offset` on (appends
+    /// already accepted, written or not, fail with a retryable error), and keeps the log
+    /// healthy: later appends reuse those offsets.
+    fn roll_back(
+        self: &Arc<Self>,
+        touched: Vec<(u64, u64, Option<Arc<File>>, bool)>,
+        (base, position, offset, err): (u64, u64, u64, StoreError),
+    ) {
+        let mut st = self.state.lock();
+        for (b, end, file, sealed_prev) in touched {
+            let i = st.segments.partition_point(|s| s.base < b);
+            if sealed_prev && i > 0 {
+                st.segments[i - 1].sealed = true;
+            }
+            if let Some(seg) = st.segments.get_mut(i).filter(|s| s.base == b) {
+                seg.durable_size = seg.durable_size.max(end);
+                if file.is_some() {
+                    seg.file = file;
+                }
+            }
+        }
+        // Segments created for later chunks were never written (their files do not exist).
+        while st.segments.back().is_some_and(|s| s.base > base) {
+            if let Some(s) = st.segments.pop_back() {
+                st.total_bytes -= s.size;
+            }
+        }
+        if let Some(seg) = st.segments.back_mut().filter(|s| s.base == base) {
+            let cut = seg.size.saturating_sub(position);
+            seg.size = position;
+            seg.durable_size = position;
+            seg.next_offset = offset;
+            seg.index.retain(|e| u64::from(e.position) < position);
+            st.total_bytes -= cut;
+        }
+        st.pending.clear();
+        st.pending_bytes = 0;
+        st.flush_requested = false;
+        st.scheduled = false;
+        st.next_offset = offset;
+        st.durable_offset = st.durable_offset.max(offset);
+        st.synced_offset = st.synced_offset.max(offset);
+        let (durable, synced) = (st.durable_offset, st.synced_offset);
+        let mut done = Vec::new();
+        let mut refused = Vec::new();
+        for (t, tx) in std::mem::take(&mut st.waiters) {
+            if t <= durable {
+                done.push(tx);
+            } else {
+                refused.push(tx);
+            }
+        }
+        drop(st);
+        tracing::warn!(log = %self.name, error = %err, taken_back_from = offset,
+            "disk full: write failed; unwritten appends refused (retryable), log continues");
+        let refusal = disk_full(&self.name, &err.to_string());
+        for tx in done {
+            let _ = tx.send(Ok(()));
+        }
+        for tx in refused {
+            let _ = tx.send(Err(refusal.clone()));
+        }
+        self.durable_tx.send_modify(|s| {
+            s.durable = durable;
+            s.synced = synced;
+            s.rollbacks += 1;
+        });
+    }
+
+    /// A roll failed for lack of space: the previous segment (whole, fsync'd) stays current and
+    /// the log is cut back to its end.
+    fn full_at_roll(
+        &self,
+        w: &mut WriterState,
+        base: u64,
+        file: Arc<File>,
+        what: &'static str,
+        path: &std::path::Path,
+        e: std::io::Error,
+    ) -> ChunkError {
+        let position = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => {
+                return StoreError::io("stat segment", self.segment_path(base).display(), e).into()
+            }
+        };
+        w.current = Some((base, file.clone()));
+        ChunkError::Full {
+            err: StoreError::io(what, path.display(), e),
+            file,
+            base,
+            position,
+            created: None,
+            sealed: false,
+        }
+    }
+
     /// Writes one chunk (rolling first if asked). Returns the new segment's file if one was
     /// created, and whether the previous segment was sealed.
     fn write_chunk(
         &self,
         w: &mut WriterState,
         chunk: &Chunk,
-    ) -> Result<(Option<Arc<File>>, bool), StoreError> {
+    ) -> Result<(Option<Arc<File>>, bool), ChunkError> {
         let mut created = None;
         let mut sealed = false;
         if let Some(entries) = &chunk.roll {
@@ -457,18 +604,39 @@ impl LogShared {
                     .map_err(|e| StoreError::io("fdatasync", path.display(), e))?;
                 let idx = self.index_path(base);
                 let bytes = index::encode(entries);
-                File::create(&idx)
-                    .and_then(|f| f.write_all_at(&bytes, 0).and_then(|()| f.sync_data()))
-                    .map_err(|e| StoreError::io("write index", idx.display(), e))?;
+                let written =
+                    File::create(&idx).and_then(|f| f.write_all_at(&bytes, 0).map(|()| f));
+                let f = match written {
+                    Ok(f) => f,
+                    Err(e) if is_disk_full(&e) => {
+                        // The segment stays the active one (an .idx of the last segment is
+                        // stale by construction and deleted on open); the roll is retried.
+                        let _ = std::fs::remove_file(&idx);
+                        return Err(self.full_at_roll(w, base, file, "write index", &idx, e));
+                    }
+                    Err(e) => return Err(StoreError::io("write index", idx.display(), e).into()),
+                };
+                f.sync_data()
+                    .map_err(|e| StoreError::io("fdatasync index", idx.display(), e))?;
+                w.current = Some((base, file));
                 sealed = true;
             }
             let path = self.segment_path(chunk.base);
-            let file = std::fs::OpenOptions::new()
+            let opened = std::fs::OpenOptions::new()
                 .read(true)
                 .write(true)
                 .create_new(true)
-                .open(&path)
-                .map_err(|e| StoreError::io("create segment", path.display(), e))?;
+                .open(&path);
+            let file = match opened {
+                Ok(f) => f,
+                Err(e) if is_disk_full(&e) && w.current.is_some() => {
+                    // The previous segment stays the active one (its fresh .idx is rewritten
+                    // at the next roll, or deleted as stale on open).
+                    let (base, file) = w.current.take().expect("checked");
+                    return Err(self.full_at_roll(w, base, file, "create segment", &path, e));
+                }
+                Err(e) => return Err(StoreError::io("create segment", path.display(), e).into()),
+            };
             segment::sync_dir(&self.dir)?;
             let file = Arc::new(file);
             w.current = Some((chunk.base, file.clone()));
@@ -479,20 +647,79 @@ impl LogShared {
             return Err(StoreError::Failed {
                 name: self.name.clone(),
                 cause: "no segment file to write to".into(),
-            });
+            }
+            .into());
         };
         debug_assert_eq!(*base, chunk.base, "chunks go to the current segment");
         if !chunk.bytes.is_empty() {
-            file.write_all_at(&chunk.bytes, chunk.position)
-                .map_err(|e| StoreError::io("write", self.segment_path(*base).display(), e))?;
             w.dirty = true;
+            if let Err(e) = file.write_all_at(&chunk.bytes, chunk.position) {
+                let full = is_disk_full(&e);
+                let err = StoreError::io("write", self.segment_path(*base).display(), e);
+                return Err(if full {
+                    ChunkError::Full {
+                        err,
+                        file: file.clone(),
+                        base: chunk.base,
+                        position: chunk.position,
+                        created,
+                        sealed,
+                    }
+                } else {
+                    ChunkError::Fatal(err)
+                });
+            }
         }
         Ok((created, sealed))
     }
 }
 
+/// Why a chunk was not written.
+enum ChunkError {
+    /// The write of the chunk's bytes failed for lack of space (ENOSPC, EDQUOT): nothing of it
+    /// is trusted, but the file and the bytes before it are fine; the log can continue.
+    Full {
+        err: StoreError,
+        /// The segment file to cut back, its base offset and the length to keep (where the
+        /// failed chunk's first offset starts).
+        file: Arc<File>,
+        base: u64,
+        position: u64,
+        /// The roll before it created this file.
+        created: Option<Arc<File>>,
+        /// The roll before it sealed the previous segment.
+        sealed: bool,
+    },
+    /// Anything else (a failed fsync above all): the log is poisoned.
+    Fatal(StoreError),
+}
+
+impl From<StoreError> for ChunkError {
+    fn from(e: StoreError) -> Self {
+        ChunkError::Fatal(e)
+    }
+}
+
+/// Whether a failed write failed for lack of space (the disk or the user's quota is full).
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(c) if c == libc::ENOSPC || c == libc::EDQUOT)
+}
+
+/// The retryable error given to appends a failed write took back.
+fn disk_full(name: &str, what: &str) -> StoreError {
+    StoreError::io(
+        "write",
+        name,
+        std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("no space left on device: {what}; retry later"),
+        ),
+    )
+}
+
 /// Appends `bytes` to the last pending chunk, or starts one for the active segment.
-fn queue_bytes(st: &mut State, bytes: &[u8]) {
+fn queue_bytes(st: &mut State, bytes: &[u8], offset: u64) {
     if bytes.is_empty() {
         return;
     }
@@ -512,6 +739,7 @@ fn queue_bytes(st: &mut State, bytes: &[u8]) {
     st.pending.push(Chunk {
         base,
         position: start,
+        offset,
         bytes: buf,
         roll: None,
     });

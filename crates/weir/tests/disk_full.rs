@@ -171,11 +171,9 @@ async fn disk_full_damages_nothing_and_a_restart_resumes() {
 }
 
 /// The full promise: the refusal is a retryable 503 `busy` and publishing resumes by itself once
-/// space returns. Known to fail: weir-log poisons a log on any failed write (ENOSPC included), so
-/// the answer is 500 `internal` and the queue refuses publishes until the server restarts
-/// (docs/reliability.md, "Open findings").
+/// space returns. (Failed before weir-log stopped poisoning a log on ENOSPC: the answer was 500
+/// `internal` until a restart; docs/reliability.md, finding 3.)
 #[tokio::test(flavor = "multi_thread")]
-#[ignore = "known: ENOSPC poisons the log until restart (500, not 503); run with --ignored"]
 async fn disk_full_is_retryable_and_resumes_without_restart() {
     disk_full(true).await;
 }
