@@ -1,16 +1,19 @@
-//! One native-protocol connection: handshake, the reader that decodes and dispatches frames, and
-//! the writer that coalesces answers.
+//! One native-protocol connection: handshake, then one task that decodes and dispatches frames
+//! (cheap requests inline, their durability awaited in a `FuturesUnordered`), and writes every
+//! answer that is ready once per wake-up.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::{Buf, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
 use weir_broker::Broker;
@@ -35,6 +38,8 @@ const COALESCE_BYTES: usize = 256 * 1024;
 const PRE_AUTH_MAX_FRAME_BYTES: usize = 64 * 1024;
 /// A writer buffer grown past this is given back after the flush.
 const KEEP_BUFFER_BYTES: usize = 1024 * 1024;
+/// The write buffer's usual capacity.
+const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// What every task of one connection shares.
 #[derive(Debug)]
@@ -127,7 +132,6 @@ pub(super) async fn run(
     }
 
     let (out, out_rx) = mpsc::channel(limits.max_queued_frames.max(1));
-    let writer = tokio::spawn(write_loop(wr, out_rx));
     let shared = Arc::new(Shared {
         broker,
         limits: limits.clone(),
@@ -136,22 +140,130 @@ pub(super) async fn run(
         subscriptions: Mutex::new(HashMap::new()),
         closing: CancellationToken::new(),
     });
-    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
+    let spawned = Arc::new(Semaphore::new(limits.max_in_flight.max(1)));
     let conn = ConnState {
         version: hello.version,
         session,
     };
-    read_loop(&shared, &in_flight, &mut rd, buf, conn, &mut shutdown).await;
+    let mut io = ConnIo {
+        wr,
+        wbuf: BytesMut::with_capacity(WRITE_BUFFER_BYTES),
+        out_rx,
+        pending: FuturesUnordered::new(),
+        failed: false,
+    };
+    read_loop(
+        &shared,
+        &spawned,
+        &mut rd,
+        &mut io,
+        buf,
+        conn,
+        &mut shutdown,
+    )
+    .await;
 
     // Stop pushing; let requests in flight finish and their answers drain, then close.
     shared.closing.cancel();
     shared.subscriptions.lock().clear();
     drop(shared);
     let grace = limits.shutdown_grace;
-    if let Ok(Ok(Some(mut wr))) = timeout(grace, writer).await {
-        close_gently(&mut rd, &mut wr).await;
+    if timeout(grace, io.drain()).await.is_ok() && !io.failed {
+        close_gently(&mut rd, &mut io.wr).await;
     }
     tracing::debug!(%peer, "native connection closed");
+}
+
+/// The connection's output side, owned by its one task: the answers of requests handled inline
+/// (awaiting durability in `pending`), frames queued by subscription and request tasks
+/// (`out_rx`), and the write buffer they are all encoded into, written once per wake-up.
+struct ConnIo {
+    wr: OwnedWriteHalf,
+    wbuf: BytesMut,
+    out_rx: mpsc::Receiver<Frame>,
+    pending: FuturesUnordered<handler::Inline>,
+    /// A write failed: nothing more is written.
+    failed: bool,
+}
+
+impl ConnIo {
+    fn push(&mut self, frame: &Frame) {
+        encode_into(frame, &mut self.wbuf);
+    }
+
+    /// Encodes every answer and queued frame that is ready now (never waits); registers the
+    /// task's waker with `pending` and `out_rx`.
+    async fn collect_ready(&mut self) {
+        std::future::poll_fn(|cx| {
+            while self.wbuf.len() < COALESCE_BYTES {
+                match self.pending.poll_next_unpin(cx) {
+                    Poll::Ready(Some(frame)) => encode_into(&frame, &mut self.wbuf),
+                    _ => break,
+                }
+            }
+            while self.wbuf.len() < COALESCE_BYTES {
+                match self.out_rx.poll_recv(cx) {
+                    Poll::Ready(Some(frame)) => encode_into(&frame, &mut self.wbuf),
+                    _ => break,
+                }
+            }
+            Poll::Ready(())
+        })
+        .await;
+    }
+
+    /// Writes what is buffered, in one write (or as few as the socket takes).
+    async fn flush(&mut self) -> bool {
+        if self.failed {
+            self.wbuf.clear();
+            return false;
+        }
+        if self.wbuf.is_empty() {
+            return true;
+        }
+        if let Err(error) = self.wr.write_all(&self.wbuf).await {
+            tracing::debug!(%error, "native write failed");
+            self.failed = true;
+            self.wbuf.clear();
+            return false;
+        }
+        self.wbuf.clear();
+        if self.wbuf.capacity() > KEEP_BUFFER_BYTES {
+            self.wbuf = BytesMut::with_capacity(WRITE_BUFFER_BYTES);
+        }
+        true
+    }
+
+    /// After the reader ended: answers every request still in flight (inline ones and tasks),
+    /// until nothing more can come.
+    async fn drain(&mut self) {
+        loop {
+            self.collect_ready().await;
+            if !self.flush().await {
+                return;
+            }
+            tokio::select! {
+                frame = self.pending.next(), if !self.pending.is_empty() => {
+                    if let Some(frame) = frame {
+                        self.push(&frame);
+                    }
+                }
+                frame = self.out_rx.recv() => match frame {
+                    Some(frame) => self.push(&frame),
+                    // Every sender is gone (no task left); inline answers may remain.
+                    None if self.pending.is_empty() => {
+                        self.flush().await;
+                        return;
+                    }
+                    None => {
+                        if let Some(frame) = self.pending.next().await {
+                            self.push(&frame);
+                        }
+                    }
+                },
+            }
+        }
+    }
 }
 
 /// The answer to a good hello: the version asked for (the handshake accepted it) and the limits.
@@ -208,27 +320,37 @@ async fn read_hello(
     }
 }
 
+/// Requests in flight on the connection: inline ones awaiting durability plus request tasks.
+fn in_flight(io: &ConnIo, spawned: &Semaphore, max: usize) -> usize {
+    io.pending.len() + max.saturating_sub(spawned.available_permits())
+}
+
+/// The connection's one task: reads and dispatches frames, collects the answers that are ready
+/// and writes them once per wake-up. Returns when the connection should close.
 async fn read_loop(
     shared: &Arc<Shared>,
-    in_flight: &Arc<Semaphore>,
+    spawned: &Arc<Semaphore>,
     rd: &mut OwnedReadHalf,
+    io: &mut ConnIo,
     mut buf: BytesMut,
     mut conn: ConnState,
     shutdown: &mut watch::Receiver<bool>,
 ) {
     let idle = shared.limits.idle_timeout;
+    let max = shared.limits.max_in_flight.max(1);
     let mut last_frame = Instant::now();
     // With authentication on, a connection must authenticate within the handshake timeout: an
     // unauthenticated client does not get to hold a connection slot.
     let auth_deadline = last_frame + shared.limits.handshake_timeout;
     loop {
-        // Decode and dispatch every complete frame already buffered.
-        loop {
+        // Decode and dispatch every complete frame already buffered, while under the bound:
+        // beyond it the connection stops reading, so the client feels TCP back pressure.
+        while in_flight(io, spawned, max) < max {
             match Frame::decode(&buf) {
                 Ok(Some((frame, used))) => {
                     buf.advance(used);
                     last_frame = Instant::now();
-                    if !dispatch(shared, in_flight, &mut conn, frame, shutdown).await {
+                    if !dispatch(shared, spawned, io, &mut conn, frame) {
                         return;
                     }
                 }
@@ -237,7 +359,7 @@ async fn read_loop(
                     tracing::debug!(peer = %shared.peer, error = %e, "bad native frame");
                     let answer =
                         Frame::error(e.request_id.unwrap_or(0), e.code(), 0, e.to_string());
-                    shared.send(answer).await;
+                    io.push(&answer);
                     match e.skip {
                         // The envelope was intact: this request failed, the connection goes on.
                         Some(skip) => buf.advance(skip.min(buf.len())),
@@ -254,17 +376,23 @@ async fn read_loop(
                     "frame of {total} bytes before authentication (limit \
                      {PRE_AUTH_MAX_FRAME_BYTES}): send Authenticate first; closing"
                 );
-                shared
-                    .send(Frame::error(0, ErrorCode::TooLarge, 0, message))
-                    .await;
+                io.push(&Frame::error(0, ErrorCode::TooLarge, 0, message));
                 return;
             }
             Ok(Some(total)) => total.saturating_sub(buf.len()).max(READ_CHUNK_BYTES),
             _ => READ_CHUNK_BYTES,
         };
-        buf.reserve(want);
+        // Everything that is ready goes out in one write.
+        io.collect_ready().await;
+        if !io.flush().await {
+            return;
+        }
+        let can_read = in_flight(io, spawned, max) < max;
+        if can_read {
+            buf.reserve(want);
+        }
         tokio::select! {
-            read = rd.read_buf(&mut buf) => match read {
+            read = rd.read_buf(&mut buf), if can_read => match read {
                 Ok(0) => return,
                 Ok(_) => {}
                 Err(error) => {
@@ -272,6 +400,17 @@ async fn read_loop(
                     return;
                 }
             },
+            frame = io.pending.next(), if !io.pending.is_empty() => {
+                if let Some(frame) = frame {
+                    io.push(&frame);
+                }
+            }
+            frame = io.out_rx.recv() => {
+                // `shared` holds a sender, so the channel is open while this loop runs.
+                if let Some(frame) = frame {
+                    io.push(&frame);
+                }
+            }
             _ = shutdown_requested(shutdown) => return,
             () = tokio::time::sleep_until(auth_deadline), if conn.session.pending() => {
                 tracing::debug!(peer = %shared.peer, "native connection did not authenticate in time");
@@ -279,12 +418,12 @@ async fn read_loop(
                     "no successful Authenticate within {} ms; closing",
                     shared.limits.handshake_timeout.as_millis()
                 );
-                shared.send(Frame::error(0, ErrorCode::Unauthorized, 0, message)).await;
+                io.push(&Frame::error(0, ErrorCode::Unauthorized, 0, message));
                 return;
             }
             () = tokio::time::sleep_until(last_frame + idle) => {
                 let busy = !shared.subscriptions.lock().is_empty()
-                    || in_flight.available_permits() < shared.limits.max_in_flight.max(1);
+                    || in_flight(io, spawned, max) > 0;
                 if !busy {
                     tracing::debug!(peer = %shared.peer, "native connection idle: closing");
                     return;
@@ -307,13 +446,15 @@ async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
     }
 }
 
-/// Handles one decoded frame; `false` ends the connection.
-async fn dispatch(
+/// Handles one decoded frame without waiting; `false` ends the connection. Cheap requests
+/// (publish, ack, nack, extend) call the broker here and await durability in `io.pending`;
+/// requests that may wait or block (receive, admin) run as tasks.
+fn dispatch(
     shared: &Arc<Shared>,
-    in_flight: &Arc<Semaphore>,
+    spawned: &Arc<Semaphore>,
+    io: &mut ConnIo,
     conn: &mut ConnState,
     frame: Frame,
-    shutdown: &mut watch::Receiver<bool>,
 ) -> bool {
     let id = frame.request_id;
     if frame.payload.since_version() > conn.version {
@@ -323,13 +464,11 @@ async fn dispatch(
             frame.payload.type_byte(),
             conn.version
         );
-        shared
-            .send(Frame::error(id, ErrorCode::BadRequest, 0, message))
-            .await;
+        io.push(&Frame::error(id, ErrorCode::BadRequest, 0, message));
         return true;
     }
     if let Payload::Authenticate { token } = &frame.payload {
-        return authenticate(shared, &mut conn.session, id, token).await;
+        return authenticate(shared, io, &mut conn.session, id, token);
     }
     if let Err((code, message)) = conn.session.check(&frame.payload) {
         tracing::debug!(
@@ -339,11 +478,11 @@ async fn dispatch(
             %code,
             "native request refused"
         );
-        shared.send(Frame::error(id, code, 0, message)).await;
+        io.push(&Frame::error(id, code, 0, message));
         return true;
     }
     match frame.payload {
-        Payload::Ping => shared.send(Frame::new(id, Payload::Pong)).await,
+        Payload::Ping => io.push(&Frame::new(id, Payload::Pong)),
         Payload::Pong => {}
         Payload::GrantCredits {
             subscription,
@@ -351,9 +490,7 @@ async fn dispatch(
         } => {
             if !subscription::grant(shared, subscription, credits) {
                 let message = format!("no subscription {subscription} on this connection");
-                shared
-                    .send(Frame::error(id, ErrorCode::NotFound, 0, message))
-                    .await;
+                io.push(&Frame::error(id, ErrorCode::NotFound, 0, message));
             }
         }
         Payload::Unsubscribe { subscription } => {
@@ -363,37 +500,49 @@ async fn dispatch(
                 let message = format!("no subscription {subscription} on this connection");
                 Frame::error(id, ErrorCode::NotFound, 0, message)
             };
-            shared.send(answer).await;
+            io.push(&answer);
         }
         Payload::Subscribe {
             queue,
             credits,
             lease_ms,
-        } => subscription::start(shared, id, queue, credits, lease_ms).await,
+        } => {
+            // The answer is encoded before anything the new subscription's task queues.
+            let answer = subscription::start(shared, id, queue, credits, lease_ms);
+            io.push(&answer);
+        }
         payload if payload.type_byte() >= 0x80 => {
             let message = format!(
                 "frame type 0x{:02x} is sent by servers, not clients",
                 payload.type_byte()
             );
-            shared
-                .send(Frame::error(id, ErrorCode::BadRequest, 0, message))
-                .await;
+            io.push(&Frame::error(id, ErrorCode::BadRequest, 0, message));
         }
+        request @ (Payload::Publish { .. }
+        | Payload::Ack { .. }
+        | Payload::Nack { .. }
+        | Payload::Extend { .. }) => match handler::inline(&shared.broker, id, request) {
+            handler::Started::Pending(answer) => io.pending.push(answer),
+            handler::Started::Answer(frame) => io.push(&frame),
+        },
         request => {
-            // At most `max_in_flight` requests run at once; beyond it the reader waits, so the
-            // client feels TCP back pressure instead of the server buffering.
-            let permit: OwnedSemaphorePermit = tokio::select! {
-                permit = in_flight.clone().acquire_owned() => match permit {
-                    Ok(permit) => permit,
-                    Err(_) => return false,
-                },
-                _ = shutdown_requested(shutdown) => return false,
+            // The caller keeps requests in flight under `max_in_flight`, so a permit is free.
+            let Ok(permit) = spawned.clone().try_acquire_owned() else {
+                io.push(&Frame::error(
+                    id,
+                    ErrorCode::Busy,
+                    1,
+                    "too many requests in flight on this connection",
+                ));
+                return true;
             };
             let shared = shared.clone();
             tokio::spawn(async move {
                 let answer = handler::handle(&shared, id, request).await;
-                shared.send(answer).await;
+                // Released before the answer is queued, so the connection task, woken by the
+                // answer, sees the room (the queue of answers is bounded by itself).
                 drop(permit);
+                shared.send(answer).await;
             });
         }
     }
@@ -401,57 +550,32 @@ async fn dispatch(
 }
 
 /// Answers an `Authenticate`; `false` ends the connection (too many failed attempts).
-async fn authenticate(shared: &Shared, session: &mut Session, id: u64, token: &str) -> bool {
+fn authenticate(
+    shared: &Shared,
+    io: &mut ConnIo,
+    session: &mut Session,
+    id: u64,
+    token: &str,
+) -> bool {
     match session.authenticate(token) {
         Attempt::Accepted => {
             tracing::debug!(peer = %shared.peer, token = session.token_name(), "native connection authenticated");
-            shared.send(Frame::new(id, Payload::Ok)).await;
+            io.push(&Frame::new(id, Payload::Ok));
             true
         }
         Attempt::Refused(code, message) => {
             tracing::info!(peer = %shared.peer, %code, "native authentication refused: {message}");
-            shared.send(Frame::error(id, code, 0, message)).await;
+            io.push(&Frame::error(id, code, 0, message));
             true
         }
         Attempt::Exhausted(message) => {
             tracing::warn!(peer = %shared.peer, "native authentication failed too often: closing");
-            shared
-                .send(Frame::error(id, ErrorCode::Unauthorized, 0, message))
-                .await;
+            io.push(&Frame::error(id, ErrorCode::Unauthorized, 0, message));
             let closing = "too many failed authentication attempts; closing the connection";
-            shared
-                .send(Frame::error(0, ErrorCode::Unauthorized, 0, closing))
-                .await;
+            io.push(&Frame::error(0, ErrorCode::Unauthorized, 0, closing));
             false
         }
     }
-}
-
-/// Encodes queued frames and writes them, coalescing: it flushes when the queue is empty (or a
-/// batch is large). Returns the write half when every sender is gone, `None` on a write error.
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Frame>,
-) -> Option<OwnedWriteHalf> {
-    let mut buf = BytesMut::with_capacity(64 * 1024);
-    while let Some(frame) = rx.recv().await {
-        encode_into(&frame, &mut buf);
-        while buf.len() < COALESCE_BYTES {
-            match rx.try_recv() {
-                Ok(frame) => encode_into(&frame, &mut buf),
-                Err(_) => break,
-            }
-        }
-        if let Err(error) = wr.write_all(&buf).await {
-            tracing::debug!(%error, "native write failed");
-            return None;
-        }
-        buf.clear();
-        if buf.capacity() > KEEP_BUFFER_BYTES {
-            buf = BytesMut::with_capacity(64 * 1024);
-        }
-    }
-    Some(wr)
 }
 
 fn encode_into(frame: &Frame, buf: &mut BytesMut) {

@@ -1,6 +1,9 @@
 //! Request handlers: one decoded request in, one answer frame out.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -8,6 +11,7 @@ use weir_broker::{Broker, BrokerError, QueueConfig};
 use weir_proto::frame::{Frame, Payload};
 use weir_proto::limits::MAX_FRAME_BYTES;
 use weir_proto::ErrorCode;
+use weir_store::Durable;
 
 use super::conn::Shared;
 use super::convert;
@@ -20,6 +24,103 @@ pub(super) async fn handle(shared: &Shared, id: u64, request: Payload) -> Frame 
         Err(Failure::Broker(e)) => error_frame(id, &e),
         Err(Failure::Other(code, message)) => Frame::error(id, code, 0, message),
     }
+}
+
+/// The answer of a request handled inline by the connection task: ready once its change is
+/// durable (no task, no allocation beyond the broker's `Durable`).
+#[derive(Debug)]
+pub(super) struct Inline {
+    id: u64,
+    durable: Durable,
+    answer: Option<Payload>,
+}
+
+impl Future for Inline {
+    type Output = Frame;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Frame> {
+        let this = &mut *self;
+        match Pin::new(&mut this.durable).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Ok(())) => {
+                let payload = this.answer.take().unwrap_or(Payload::Ok);
+                Poll::Ready(Frame::new(this.id, payload))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(error_frame(this.id, &BrokerError::Storage(e))),
+        }
+    }
+}
+
+/// What [`inline`] made of a request.
+// `Pending` is moved once, into the connection's `FuturesUnordered`: boxing it would cost an
+// allocation per request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(super) enum Started {
+    /// Answer once this resolves (after durability).
+    Pending(Inline),
+    /// Answer this at once (the request failed, nothing to wait for).
+    Answer(Box<Frame>),
+}
+
+/// Handles a publish, ack, nack or extend without waiting: the broker call happens now, the
+/// answer is sent once the [`Inline`] resolves (after durability).
+pub(super) fn inline(broker: &Broker, id: u64, request: Payload) -> Started {
+    match start_inline(broker, id, request) {
+        Ok(pending) => Started::Pending(pending),
+        Err(answer) => Started::Answer(answer),
+    }
+}
+
+fn start_inline(broker: &Broker, id: u64, request: Payload) -> Result<Inline, Box<Frame>> {
+    let refuse = |e: BrokerError| Box::new(error_frame(id, &e));
+    let (durable, answer) = match request {
+        Payload::Publish { queue, messages } => {
+            let messages = messages.into_iter().map(convert::message).collect();
+            let outcome = broker.publish(&queue, messages).map_err(refuse)?;
+            let results = outcome
+                .messages
+                .into_iter()
+                .map(|p| weir_proto::frame::PublishResult {
+                    id: p.id,
+                    duplicate: p.duplicate,
+                })
+                .collect();
+            (outcome.durable, Payload::Published(results))
+        }
+        Payload::Ack { queue, receipts } => {
+            receipts_done(broker.ack(&queue, &receipts).map_err(refuse)?)
+        }
+        Payload::Nack {
+            queue,
+            receipts,
+            delay_ms,
+        } => receipts_done(broker.nack(&queue, &receipts, delay_ms).map_err(refuse)?),
+        Payload::Extend {
+            queue,
+            receipts,
+            lease_ms,
+        } => receipts_done(broker.extend(&queue, &receipts, lease_ms).map_err(refuse)?),
+        other => {
+            let message = format!(
+                "frame type 0x{:02x} is not handled inline",
+                other.type_byte()
+            );
+            return Err(Box::new(Frame::error(id, ErrorCode::Internal, 0, message)));
+        }
+    };
+    Ok(Inline {
+        id,
+        durable,
+        answer: Some(answer),
+    })
+}
+
+fn receipts_done(outcome: weir_broker::ReceiptOutcome) -> (Durable, Payload) {
+    let answer = Payload::ReceiptsDone {
+        done: done_count(outcome.done),
+        invalid: outcome.invalid,
+    };
+    (outcome.durable, answer)
 }
 
 #[derive(Debug)]

@@ -4,10 +4,12 @@
 //! checked against the token's grants ([`auth`]), as the HTTP API checks them.
 //!
 //! One task accepts connections, bounded by [`NativeLimits::max_connections`] (a refused client
-//! gets an `Error busy` frame, then the close). Each connection ([`conn`]) runs a reader that
-//! decodes frames and spawns one task per request (pipelining, at most
-//! [`NativeLimits::max_in_flight`] at a time), a writer that coalesces answers, and one task per
-//! subscription ([`subscription`]) that pushes deliveries only while it holds credits.
+//! gets an `Error busy` frame, then the close). Each connection ([`conn`]) is one task that
+//! decodes frames, calls the broker at once for publish / ack / nack / extend and awaits their
+//! durability in a `FuturesUnordered` (pipelining, at most [`NativeLimits::max_in_flight`] in
+//! flight), spawns a task only for requests that may wait (receive, admin), and writes every
+//! answer that is ready once per wake-up; plus one task per subscription ([`subscription`]) that
+//! pushes deliveries only while it holds credits.
 //!
 //! Architecture invariant: the wire types of `weir_proto::frame` are converted to broker types
 //! here ([`convert`]) and nowhere else; the broker knows nothing of frames.
@@ -57,7 +59,7 @@ impl Default for NativeLimits {
     fn default() -> Self {
         NativeLimits {
             max_connections: 1024,
-            max_in_flight: 256,
+            max_in_flight: 1024,
             max_subscriptions: 64,
             max_queued_frames: 256,
             handshake_timeout: Duration::from_secs(5),

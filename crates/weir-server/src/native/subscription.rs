@@ -34,15 +34,15 @@ impl Drop for Subscription {
     }
 }
 
-/// Opens a subscription whose id is the subscribe request's id, answers `Ok` (or an error), and
-/// starts its task.
-pub(super) async fn start(
+/// Opens a subscription whose id is the subscribe request's id and starts its task; returns the
+/// answer (`Ok` or an error), which the caller must queue before anything the task queues.
+pub(super) fn start(
     shared: &Arc<Shared>,
     id: u64,
     queue: String,
     credits: u32,
     lease_ms: Option<u64>,
-) {
+) -> Frame {
     let refusal = {
         let subs = shared.subscriptions.lock();
         if subs.contains_key(&id) {
@@ -63,15 +63,11 @@ pub(super) async fn start(
         }
     };
     if let Some((code, message)) = refusal {
-        shared.send(Frame::error(id, code, 0, message)).await;
-        return;
+        return Frame::error(id, code, 0, message);
     }
     let watch = match shared.broker.watch_queue(&queue) {
         Ok(watch) => watch,
-        Err(e) => {
-            shared.send(error_frame(id, &e)).await;
-            return;
-        }
+        Err(e) => return error_frame(id, &e),
     };
     let sub = Arc::new(Subscription {
         credits: AtomicU32::new(credits.min(MAX_CREDITS)),
@@ -79,8 +75,6 @@ pub(super) async fn start(
         stop: shared.closing.child_token(),
     });
     shared.subscriptions.lock().insert(id, sub.clone());
-    // `Ok` is queued before the task can queue any delivery, so it arrives first.
-    shared.send(Frame::new(id, Payload::Ok)).await;
     let shared = shared.clone();
     tokio::spawn(async move {
         let stop = sub.stop.clone();
@@ -94,6 +88,7 @@ pub(super) async fn start(
             subs.remove(&id);
         }
     });
+    Frame::new(id, Payload::Ok)
 }
 
 /// Adds credits (the total capped at [`MAX_CREDITS`]); `false` if there is no such subscription.
