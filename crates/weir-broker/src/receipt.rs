@@ -13,7 +13,14 @@ pub(crate) struct Receipt {
 
 impl Receipt {
     pub(crate) fn encode(&self) -> String {
-        format!("{:x}-{:x}-{:x}", self.salt, self.offset, self.attempt)
+        // As `format!("{:x}-{:x}-{:x}")`, without the formatting machinery (one per delivery).
+        let mut out = String::with_capacity(30);
+        push_hex(&mut out, u64::from(self.salt));
+        out.push('-');
+        push_hex(&mut out, self.offset);
+        out.push('-');
+        push_hex(&mut out, u64::from(self.attempt));
+        out
     }
 
     /// Parses a receipt; anything malformed is `None` (reported as invalid, never an error).
@@ -36,6 +43,22 @@ impl Receipt {
     }
 }
 
+/// Appends `v` in lowercase hex without leading zeros (as `{:x}`).
+pub(crate) fn push_hex(out: &mut String, mut v: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = DIGITS[(v & 0xf) as usize];
+        v >>= 4;
+        if v == 0 {
+            break;
+        }
+    }
+    out.extend(buf[i..].iter().map(|b| char::from(*b)));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -50,6 +73,22 @@ mod tests {
         let s = r.encode();
         assert!(s.len() <= 64 && s.is_ascii());
         assert_eq!(Receipt::parse(&s), Some(r));
+        for r in [
+            r,
+            Receipt {
+                salt: 0,
+                offset: 0,
+                attempt: 0,
+            },
+            Receipt {
+                salt: 0xabc,
+                offset: 0x1_0000_0000,
+                attempt: 7,
+            },
+        ] {
+            let want = format!("{:x}-{:x}-{:x}", r.salt, r.offset, r.attempt);
+            assert_eq!(r.encode(), want);
+        }
         for bad in ["", "x", "1-2", "1-2-3-4", "g-1-1", "1--1", &"1".repeat(65)] {
             assert_eq!(Receipt::parse(bad), None, "{bad}");
         }
