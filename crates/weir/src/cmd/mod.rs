@@ -4,6 +4,8 @@ mod http_client;
 mod messages;
 mod queue;
 mod serve;
+mod stream;
+mod topic;
 
 use clap::{Parser, Subcommand};
 
@@ -78,6 +80,20 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Topics (every subscription gets each message): create, subscribe, publish, consume.
+    Topic {
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Streams (partitioned, replayable logs): create, produce, consume, consumer groups.
+    Stream {
+        #[command(subcommand)]
+        command: stream::StreamCommand,
+        #[command(flatten)]
+        target: Target,
+    },
 }
 
 pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -96,5 +112,7 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Bench(args) => weir_bench::cli::run(args).await,
         Command::Outbox { command } => weir_outbox::cli::run(command).await,
         Command::Consume { args, target } => messages::consume(args, &target.api()?).await,
+        Command::Topic { command, target } => topic::run(command, &target.api()?).await,
+        Command::Stream { command, target } => stream::run(command, target.api()?).await,
     }
 }

@@ -1,0 +1,378 @@
+//! `weir topic create|list|stats|delete|subscribe|unsubscribe|publish|consume`.
+//!
+//! A topic stores each message once; every subscription is a full queue over it
+//! (`docs/topics-and-streams.md`). Publish and consume behave like `weir publish` / `weir consume`.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+use std::time::Instant;
+
+use anyhow::{bail, Context};
+use reqwest::Method;
+use serde_json::{json, Map, Value};
+
+use super::http_client::Api;
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum TopicCommand {
+    /// Create a topic, or update its config.
+    Create {
+        /// Topic name: [A-Za-z0-9_.-]{1,128}, not starting with '.'.
+        name: String,
+        /// Dedup window of client-supplied message ids.
+        #[arg(long)]
+        dedup_window_ms: Option<u64>,
+    },
+    /// List topics with their subscriptions and the slowest one.
+    List,
+    /// Show one topic's stats, config and every subscription's stats as JSON.
+    Stats {
+        /// Topic name.
+        name: String,
+    },
+    /// Delete a topic, its subscriptions and its data.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+    /// Create a subscription (a full queue over the topic), or update its config.
+    Subscribe {
+        /// Topic name.
+        topic: String,
+        /// Subscription name.
+        subscription: String,
+        /// Where a new subscription starts: only messages published from now on, or the oldest
+        /// message the topic still retains. Ignored when the subscription exists.
+        #[arg(long, value_enum)]
+        start: Option<Start>,
+        #[command(flatten)]
+        config: SubscriptionConfig,
+    },
+    /// Delete a subscription and its state.
+    Unsubscribe {
+        /// Topic name.
+        topic: String,
+        /// Subscription name.
+        subscription: String,
+    },
+    /// Publish messages (arguments or stdin lines) to every subscription; waits for the confirms.
+    Publish(PublishArgs),
+    /// Receive from a subscription as JSON lines, acknowledging each.
+    Consume(ConsumeArgs),
+}
+
+/// `--start` of `weir topic subscribe`.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Start {
+    /// Only messages published after the subscription was created.
+    Now,
+    /// The oldest message the topic still retains.
+    Oldest,
+}
+
+/// A subscription's queue config (the flags of `weir queue create`).
+#[derive(Debug, clap::Args)]
+pub(crate) struct SubscriptionConfig {
+    /// Most messages held.
+    #[arg(long)]
+    max_depth: Option<u64>,
+    /// Most body bytes held.
+    #[arg(long)]
+    max_bytes: Option<u64>,
+    /// Refuse publishes when the predicted wait exceeds this.
+    #[arg(long)]
+    max_latency_ms: Option<u64>,
+    /// Default lease.
+    #[arg(long)]
+    lease_ms: Option<u64>,
+    /// Deliveries before dead-lettering.
+    #[arg(long)]
+    max_attempts: Option<u32>,
+    /// Dead-letter queue (default `<topic>.<subscription>.dlq`).
+    #[arg(long)]
+    dead_letter_queue: Option<String>,
+    /// At most one message per key in flight.
+    #[arg(long)]
+    ordered_by_key: bool,
+    /// Any other config keys as a JSON object, e.g. '{"backoff_base_ms": 500}'.
+    #[arg(long)]
+    config: Option<String>,
+}
+
+impl SubscriptionConfig {
+    fn into_body(self, start: Option<Start>) -> anyhow::Result<Value> {
+        let mut body: Map<String, Value> = match self.config {
+            Some(text) => serde_json::from_str(&text).context("--config is not a JSON object")?,
+            None => Map::new(),
+        };
+        let mut set = |k: &str, v: Option<Value>| {
+            if let Some(v) = v {
+                body.insert(k.to_string(), v);
+            }
+        };
+        set("max_depth", self.max_depth.map(Value::from));
+        set("max_bytes", self.max_bytes.map(Value::from));
+        set("max_latency_ms", self.max_latency_ms.map(Value::from));
+        set("lease_ms", self.lease_ms.map(Value::from));
+        set("max_attempts", self.max_attempts.map(Value::from));
+        set("dead_letter_queue", self.dead_letter_queue.map(Value::from));
+        set(
+            "ordered_by_key",
+            self.ordered_by_key.then_some(Value::Bool(true)),
+        );
+        set(
+            "start",
+            start.map(|s| match s {
+                Start::Now => Value::from("now"),
+                Start::Oldest => Value::from("oldest"),
+            }),
+        );
+        Ok(Value::Object(body))
+    }
+}
+
+/// Flags of `weir topic publish`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct PublishArgs {
+    /// Topic name.
+    topic: String,
+    /// Message bodies; with none, one message per line of standard input.
+    bodies: Vec<String>,
+    /// Ordering key for every message.
+    #[arg(long)]
+    key: Option<String>,
+    /// Priority 0–9 for every message.
+    #[arg(long, default_value_t = 0)]
+    priority: u8,
+    /// Delay delivery by this many milliseconds.
+    #[arg(long, default_value_t = 0)]
+    delay_ms: u64,
+    /// A header `name=value`; repeatable.
+    #[arg(long = "header", value_parser = parse_header)]
+    headers: Vec<(String, String)>,
+    /// Message id (dedup key); only with a single message.
+    #[arg(long)]
+    id: Option<String>,
+    /// Messages per request (1–1000).
+    #[arg(long, default_value_t = 100)]
+    batch: usize,
+}
+
+/// Flags of `weir topic consume`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConsumeArgs {
+    /// Topic name.
+    topic: String,
+    /// Subscription name.
+    subscription: String,
+    /// Stop after this many messages.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Stop after this long without a message (milliseconds); default: wait forever.
+    #[arg(long)]
+    timeout_ms: Option<u64>,
+    /// Leave messages unacknowledged (they are redelivered after their lease).
+    #[arg(long)]
+    no_ack: bool,
+    /// Messages per receive (1–1000).
+    #[arg(long, default_value_t = 100)]
+    max: u64,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    s.split_once('=')
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .ok_or_else(|| format!("header {s:?} is not name=value"))
+}
+
+/// The bodies given as arguments, else one per line of standard input.
+pub(crate) fn bodies_or_stdin(bodies: Vec<String>) -> anyhow::Result<Vec<String>> {
+    if !bodies.is_empty() {
+        return Ok(bodies);
+    }
+    std::io::stdin()
+        .lock()
+        .lines()
+        .collect::<Result<_, _>>()
+        .context("reading standard input")
+}
+
+pub(crate) async fn run(command: TopicCommand, api: &Api) -> anyhow::Result<()> {
+    match command {
+        TopicCommand::Create {
+            name,
+            dedup_window_ms,
+        } => {
+            let mut body = json!({});
+            if let Some(w) = dedup_window_ms {
+                body["dedup_window_ms"] = json!(w);
+            }
+            let out = api
+                .call(Method::PUT, &format!("/v1/topics/{name}"), Some(&body))
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        TopicCommand::List => {
+            let out = api.call(Method::GET, "/v1/topics", None).await?;
+            println!(
+                "{:<40} {:>6} {:>12} {:>12}  SLOWEST",
+                "TOPIC", "SUBS", "PUBLISHED", "DISK_BYTES"
+            );
+            for t in out["topics"].as_array().into_iter().flatten() {
+                let subs = t["subscriptions"].as_array().map_or(0, Vec::len);
+                println!(
+                    "{:<40} {:>6} {:>12} {:>12}  {}",
+                    t["name"].as_str().unwrap_or("?"),
+                    subs,
+                    t["published"],
+                    t["disk_bytes"],
+                    t["slowest_subscription"].as_str().unwrap_or("-"),
+                );
+            }
+        }
+        TopicCommand::Stats { name } => {
+            let out = api
+                .call(Method::GET, &format!("/v1/topics/{name}"), None)
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        TopicCommand::Delete { name } => {
+            api.call(Method::DELETE, &format!("/v1/topics/{name}"), None)
+                .await?;
+            println!("deleted {name}");
+        }
+        TopicCommand::Subscribe {
+            topic,
+            subscription,
+            start,
+            config,
+        } => {
+            let body = config.into_body(start)?;
+            let out = api
+                .call(
+                    Method::PUT,
+                    &format!("/v1/topics/{topic}/subscriptions/{subscription}"),
+                    Some(&body),
+                )
+                .await?;
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        TopicCommand::Unsubscribe {
+            topic,
+            subscription,
+        } => {
+            api.call(
+                Method::DELETE,
+                &format!("/v1/topics/{topic}/subscriptions/{subscription}"),
+                None,
+            )
+            .await?;
+            println!("deleted {topic}/{subscription}");
+        }
+        TopicCommand::Publish(args) => publish(args, api).await?,
+        TopicCommand::Consume(args) => consume(args, api).await?,
+    }
+    Ok(())
+}
+
+async fn publish(args: PublishArgs, api: &Api) -> anyhow::Result<()> {
+    if !(1..=1000).contains(&args.batch) {
+        bail!("--batch must be between 1 and 1000");
+    }
+    let bodies = bodies_or_stdin(args.bodies)?;
+    if args.id.is_some() && bodies.len() != 1 {
+        bail!("--id needs exactly one message");
+    }
+    let headers: BTreeMap<String, String> = args.headers.into_iter().collect();
+    let started = Instant::now();
+    let (mut stored, mut duplicates) = (0u64, 0u64);
+    for chunk in bodies.chunks(args.batch) {
+        let messages: Vec<Value> = chunk
+            .iter()
+            .map(|body| {
+                let mut m = json!({ "body": body, "priority": args.priority,
+                                    "delay_ms": args.delay_ms, "headers": headers });
+                if let Some(k) = &args.key {
+                    m["key"] = json!(k);
+                }
+                if let Some(id) = &args.id {
+                    m["id"] = json!(id);
+                }
+                m
+            })
+            .collect();
+        let out = api
+            .call(
+                Method::POST,
+                &format!("/v1/topics/{}/messages", args.topic),
+                Some(&json!({ "messages": messages })),
+            )
+            .await?;
+        for m in out["messages"].as_array().into_iter().flatten() {
+            if m["duplicate"].as_bool() == Some(true) {
+                duplicates += 1;
+            } else {
+                stored += 1;
+            }
+        }
+    }
+    eprintln!(
+        "confirmed {stored} messages ({duplicates} duplicates) to topic {} in {:.1?}",
+        args.topic,
+        started.elapsed()
+    );
+    Ok(())
+}
+
+async fn consume(args: ConsumeArgs, api: &Api) -> anyhow::Result<()> {
+    if !(1..=1000).contains(&args.max) {
+        bail!("--max must be between 1 and 1000");
+    }
+    let base = format!(
+        "/v1/topics/{}/subscriptions/{}",
+        args.topic, args.subscription
+    );
+    let mut seen = 0u64;
+    let mut last_message = Instant::now();
+    loop {
+        if args.count.is_some_and(|c| seen >= c) {
+            return Ok(());
+        }
+        let max = args.count.map_or(args.max, |c| (c - seen).min(args.max));
+        let mut wait_ms = 5_000;
+        if let Some(t) = args.timeout_ms {
+            let left = t.saturating_sub(last_message.elapsed().as_millis() as u64);
+            if left == 0 {
+                eprintln!("no message for {t} ms; {seen} consumed");
+                return Ok(());
+            }
+            wait_ms = wait_ms.min(left);
+        }
+        let out = api
+            .call(
+                Method::POST,
+                &format!("{base}/receive"),
+                Some(&json!({ "max": max, "wait_ms": wait_ms })),
+            )
+            .await?;
+        let messages = out["messages"].as_array().cloned().unwrap_or_default();
+        if messages.is_empty() {
+            continue;
+        }
+        last_message = Instant::now();
+        let mut receipts = Vec::new();
+        for m in &messages {
+            println!("{}", serde_json::to_string(m)?);
+            receipts.push(m["receipt"].clone());
+        }
+        seen += messages.len() as u64;
+        if !args.no_ack {
+            api.call(
+                Method::POST,
+                &format!("{base}/ack"),
+                Some(&json!({ "receipts": receipts })),
+            )
+            .await?;
+        }
+    }
+}
