@@ -94,6 +94,8 @@ impl Dedup {
         }
         self.seen.retain(|_, s| s.expires_ms > now_ms);
         self.next_prune_ms = now_ms.saturating_add((window_ms / 8).max(1000));
+        // Tighten the hold to what is still live (the running minimum only ever falls otherwise).
+        self.set_covered(self.covered, now_ms);
     }
 
     #[cfg(test)]

@@ -164,7 +164,7 @@ impl Topic {
                         let env = decode_envelope(rec)?;
                         let expires_ms = rec.record.timestamp_ms.saturating_add(window);
                         if env.client_id && expires_ms > now_ms {
-                            dedup.insert(hash_id(&env.id), expires_ms);
+                            dedup.insert_at(hash_id(&env.id), expires_ms, rec.offset);
                         }
                     }
                     from = last + 1;
@@ -249,7 +249,8 @@ impl Topic {
                 key_hash: key_hash(m.key.as_deref()),
                 priority: m.priority,
             });
-            new_hashes.extend(*hash);
+            // The hash and the index of its entry, for the offset once appended.
+            new_hashes.extend(hash.map(|h| (h, entries.len() - 1)));
             let env = Envelope {
                 id,
                 client_id,
@@ -272,8 +273,11 @@ impl Topic {
             for s in &subs {
                 s.add_published(&entries, add_bytes);
             }
-            for h in new_hashes {
-                st.dedup.insert(h, now_ms.saturating_add(window));
+            // Topics keep no dedup snapshot: each entry is recoverable only from the log, so
+            // it holds the low-water mark (see `tick`) until its window passes.
+            for (h, i) in new_hashes {
+                let offset = appended.first_offset + i as u64;
+                st.dedup.insert_at(h, now_ms.saturating_add(window), offset);
             }
             waking_all(
                 appended.durable,
@@ -312,6 +316,11 @@ impl Topic {
             report.dead_lettered += r.dead_lettered;
             report.snapshots += r.snapshots;
             mark = mark.min(m);
+        }
+        // Never reclaim a record whose id is still inside its dedup window: after a restart the
+        // topic rebuilds its dedup table from the log, so the record must still be there.
+        if let Some(hold) = st.dedup.hold(now_ms) {
+            mark = mark.min(hold);
         }
         st.applied_low_water = st.applied_low_water.max(mark);
         drop(st);
