@@ -330,6 +330,12 @@ impl Broker {
         out
     }
 
+    /// Checks a publish batch as [`Broker::publish`] does, changing nothing (a server merging
+    /// several requests into one publish refuses a bad one alone).
+    pub fn check_messages(&self, messages: &[NewMessage]) -> Result<(), BrokerError> {
+        validate::messages(messages, self.options.max_body_bytes)
+    }
+
     /// Publishes a batch, all or nothing. Await `durable` before confirming to the producer.
     pub fn publish(
         &self,

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
-use weir_broker::Broker;
+use weir_broker::{Broker, BrokerError};
 use weir_proto::frame::{
     peek_frame_len, DecodeError, Frame, Hello, HelloOk, Payload, AUTH_PROTOCOL_VERSION, MAX_CREDITS,
 };
@@ -150,6 +150,8 @@ pub(super) async fn run(
         wbuf: BytesMut::with_capacity(WRITE_BUFFER_BYTES),
         out_rx,
         pending: FuturesUnordered::new(),
+        pending_requests: 0,
+        group: handler::Group::Empty,
         failed: false,
     };
     read_loop(
@@ -162,6 +164,8 @@ pub(super) async fn run(
         &mut shutdown,
     )
     .await;
+    // Requests decoded before the end are still answered.
+    io.run_group(&shared.broker);
 
     // Stop pushing; let requests in flight finish and their answers drain, then close.
     shared.closing.cancel();
@@ -182,6 +186,10 @@ struct ConnIo {
     wbuf: BytesMut,
     out_rx: mpsc::Receiver<Frame>,
     pending: FuturesUnordered<handler::Inline>,
+    /// Requests answered by `pending` (one entry may answer a group of requests).
+    pending_requests: usize,
+    /// Publishes or acks decoded in this pass, not yet handed to the broker.
+    group: handler::Group,
     /// A write failed: nothing more is written.
     failed: bool,
 }
@@ -191,13 +199,41 @@ impl ConnIo {
         encode_into(frame, &mut self.wbuf);
     }
 
+    /// Encodes the answers of a resolved inline request (or group).
+    fn push_done(&mut self, (result, answers): (Result<(), BrokerError>, handler::Answers)) {
+        self.pending_requests -= answers.requests();
+        let wbuf = &mut self.wbuf;
+        answers.frames(&result, |frame| encode_into(frame, wbuf));
+    }
+
+    /// Hands the group decoded so far to the broker.
+    fn run_group(&mut self, broker: &Broker) {
+        let group = std::mem::take(&mut self.group);
+        let wbuf = &mut self.wbuf;
+        if let Some(inline) = group.run(broker, |frame| encode_into(frame, wbuf)) {
+            self.pending_requests += inline.requests();
+            self.pending.push(inline);
+        }
+    }
+
+    /// Queues an inline request's answer.
+    fn push_inline(&mut self, started: handler::Started) {
+        match started {
+            handler::Started::Pending(inline) => {
+                self.pending_requests += inline.requests();
+                self.pending.push(inline);
+            }
+            handler::Started::Answer(frame) => self.push(&frame),
+        }
+    }
+
     /// Encodes every answer and queued frame that is ready now (never waits); registers the
     /// task's waker with `pending` and `out_rx`.
     async fn collect_ready(&mut self) {
         std::future::poll_fn(|cx| {
             while self.wbuf.len() < COALESCE_BYTES {
                 match self.pending.poll_next_unpin(cx) {
-                    Poll::Ready(Some(frame)) => encode_into(&frame, &mut self.wbuf),
+                    Poll::Ready(Some(done)) => self.push_done(done),
                     _ => break,
                 }
             }
@@ -243,9 +279,9 @@ impl ConnIo {
                 return;
             }
             tokio::select! {
-                frame = self.pending.next(), if !self.pending.is_empty() => {
-                    if let Some(frame) = frame {
-                        self.push(&frame);
+                done = self.pending.next(), if !self.pending.is_empty() => {
+                    if let Some(done) = done {
+                        self.push_done(done);
                     }
                 }
                 frame = self.out_rx.recv() => match frame {
@@ -256,8 +292,8 @@ impl ConnIo {
                         return;
                     }
                     None => {
-                        if let Some(frame) = self.pending.next().await {
-                            self.push(&frame);
+                        if let Some(done) = self.pending.next().await {
+                            self.push_done(done);
                         }
                     }
                 },
@@ -322,7 +358,7 @@ async fn read_hello(
 
 /// Requests in flight on the connection: inline ones awaiting durability plus request tasks.
 fn in_flight(io: &ConnIo, spawned: &Semaphore, max: usize) -> usize {
-    io.pending.len() + max.saturating_sub(spawned.available_permits())
+    io.pending_requests + io.group.len() + max.saturating_sub(spawned.available_permits())
 }
 
 /// The connection's one task: reads and dispatches frames, collects the answers that are ready
@@ -356,6 +392,7 @@ async fn read_loop(
                 }
                 Ok(None) => break,
                 Err(e) => {
+                    io.run_group(&shared.broker);
                     tracing::debug!(peer = %shared.peer, error = %e, "bad native frame");
                     let answer =
                         Frame::error(e.request_id.unwrap_or(0), e.code(), 0, e.to_string());
@@ -382,7 +419,8 @@ async fn read_loop(
             Ok(Some(total)) => total.saturating_sub(buf.len()).max(READ_CHUNK_BYTES),
             _ => READ_CHUNK_BYTES,
         };
-        // Everything that is ready goes out in one write.
+        // What this pass grouped goes to the broker; everything ready goes out in one write.
+        io.run_group(&shared.broker);
         io.collect_ready().await;
         if !io.flush().await {
             return;
@@ -400,9 +438,9 @@ async fn read_loop(
                     return;
                 }
             },
-            frame = io.pending.next(), if !io.pending.is_empty() => {
-                if let Some(frame) = frame {
-                    io.push(&frame);
+            done = io.pending.next(), if !io.pending.is_empty() => {
+                if let Some(done) = done {
+                    io.push_done(done);
                 }
             }
             frame = io.out_rx.recv() => {
@@ -457,6 +495,11 @@ fn dispatch(
     frame: Frame,
 ) -> bool {
     let id = frame.request_id;
+    let groupable = matches!(frame.payload, Payload::Publish { .. } | Payload::Ack { .. });
+    if !groupable {
+        // Requests are handed to the broker in the order they came.
+        io.run_group(&shared.broker);
+    }
     if frame.payload.since_version() > conn.version {
         // A type this connection's version does not have is unknown, as the decoder would say.
         let message = format!(
@@ -518,13 +561,19 @@ fn dispatch(
             );
             io.push(&Frame::error(id, ErrorCode::BadRequest, 0, message));
         }
-        request @ (Payload::Publish { .. }
-        | Payload::Ack { .. }
-        | Payload::Nack { .. }
-        | Payload::Extend { .. }) => match handler::inline(&shared.broker, id, request) {
-            handler::Started::Pending(answer) => io.pending.push(answer),
-            handler::Started::Answer(frame) => io.push(&frame),
-        },
+        request @ (Payload::Publish { .. } | Payload::Ack { .. }) => {
+            if let Some(request) = io.group.add(id, request) {
+                io.run_group(&shared.broker);
+                if let Some(request) = io.group.add(id, request) {
+                    let started = handler::inline(&shared.broker, id, request);
+                    io.push_inline(started);
+                }
+            }
+        }
+        request @ (Payload::Nack { .. } | Payload::Extend { .. }) => {
+            let started = handler::inline(&shared.broker, id, request);
+            io.push_inline(started);
+        }
         request => {
             // The caller keeps requests in flight under `max_in_flight`, so a permit is free.
             let Ok(permit) = spawned.clone().try_acquire_owned() else {

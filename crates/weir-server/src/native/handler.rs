@@ -26,26 +26,295 @@ pub(super) async fn handle(shared: &Shared, id: u64, request: Payload) -> Frame 
     }
 }
 
-/// The answer of a request handled inline by the connection task: ready once its change is
-/// durable (no task, no allocation beyond the broker's `Durable`).
+/// The answers of requests handled inline by the connection task: ready once their change is
+/// durable (no task, no allocation beyond the broker's `Durable`). One broker call may answer
+/// several requests (a [`Group`]).
 #[derive(Debug)]
 pub(super) struct Inline {
-    id: u64,
     durable: Durable,
-    answer: Option<Payload>,
+    answers: Answers,
+}
+
+/// The answers an [`Inline`] sends once durable, by request id.
+// `One` is the common case; boxing it would cost an allocation per request.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub(super) enum Answers {
+    One(u64, Payload),
+    Many(Vec<(u64, Payload)>),
+    Sent,
+}
+
+impl Answers {
+    /// How many requests these answer.
+    pub(super) fn requests(&self) -> usize {
+        match self {
+            Answers::One(..) => 1,
+            Answers::Many(v) => v.len(),
+            Answers::Sent => 0,
+        }
+    }
+
+    /// The answer frames: these, or the durability failure for each request.
+    pub(super) fn frames(self, result: &Result<(), BrokerError>, mut each: impl FnMut(&Frame)) {
+        let mut one = |id: u64, payload: Payload| match result {
+            Ok(()) => each(&Frame::new(id, payload)),
+            Err(e) => each(&error_frame(id, e)),
+        };
+        match self {
+            Answers::One(id, payload) => one(id, payload),
+            Answers::Many(all) => {
+                for (id, payload) in all {
+                    one(id, payload);
+                }
+            }
+            Answers::Sent => {}
+        }
+    }
 }
 
 impl Future for Inline {
-    type Output = Frame;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Frame> {
+    type Output = (Result<(), BrokerError>, Answers);
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         match Pin::new(&mut this.durable).poll(cx) {
             Poll::Pending => Poll::Pending,
-            Poll::Ready(Ok(())) => {
-                let payload = this.answer.take().unwrap_or(Payload::Ok);
-                Poll::Ready(Frame::new(this.id, payload))
+            Poll::Ready(r) => {
+                let answers = std::mem::replace(&mut this.answers, Answers::Sent);
+                Poll::Ready((r.map_err(BrokerError::Storage), answers))
             }
-            Poll::Ready(Err(e)) => Poll::Ready(error_frame(this.id, &BrokerError::Storage(e))),
+        }
+    }
+}
+
+impl Inline {
+    /// How many requests this answers.
+    pub(super) fn requests(&self) -> usize {
+        self.answers.requests()
+    }
+}
+
+/// Consecutive publishes (or acks) to one queue, decoded in one pass over the connection's input:
+/// handled as one broker call (one log append or journal entry, one durability wait), each
+/// request still answered on its own.
+#[derive(Debug, Default)]
+pub(super) enum Group {
+    #[default]
+    Empty,
+    Publish {
+        queue: String,
+        requests: Vec<(u64, Vec<weir_proto::frame::OutMessage>)>,
+        messages: usize,
+    },
+    Ack {
+        queue: String,
+        requests: Vec<(u64, Vec<String>)>,
+        receipts: usize,
+    },
+}
+
+impl Group {
+    /// Requests held.
+    pub(super) fn len(&self) -> usize {
+        match self {
+            Group::Empty => 0,
+            Group::Publish { requests, .. } => requests.len(),
+            Group::Ack { requests, .. } => requests.len(),
+        }
+    }
+
+    /// Takes `request` into the group if it is a publish / ack that fits; otherwise gives it
+    /// back (the caller flushes the group first, then starts a new one with it).
+    pub(super) fn add(&mut self, id: u64, request: Payload) -> Option<Payload> {
+        let max = weir_proto::limits::MAX_BATCH_MESSAGES;
+        match (self, request) {
+            (g @ Group::Empty, Payload::Publish { queue, messages }) => {
+                *g = Group::Publish {
+                    queue,
+                    messages: messages.len(),
+                    requests: vec![(id, messages)],
+                };
+                None
+            }
+            (g @ Group::Empty, Payload::Ack { queue, receipts }) => {
+                *g = Group::Ack {
+                    queue,
+                    receipts: receipts.len(),
+                    requests: vec![(id, receipts)],
+                };
+                None
+            }
+            (
+                Group::Publish {
+                    queue,
+                    requests,
+                    messages,
+                },
+                Payload::Publish {
+                    queue: q,
+                    messages: m,
+                },
+            ) if *queue == q && *messages + m.len() <= max => {
+                *messages += m.len();
+                requests.push((id, m));
+                None
+            }
+            (
+                Group::Ack {
+                    queue,
+                    requests,
+                    receipts,
+                },
+                Payload::Ack {
+                    queue: q,
+                    receipts: r,
+                },
+            ) if *queue == q && *receipts + r.len() <= max => {
+                *receipts += r.len();
+                requests.push((id, r));
+                None
+            }
+            (_, request) => Some(request),
+        }
+    }
+
+    /// Runs the group's broker call. Answers to send at once go to `now`.
+    pub(super) fn run(self, broker: &Broker, mut now: impl FnMut(&Frame)) -> Option<Inline> {
+        match self {
+            Group::Empty => None,
+            Group::Publish {
+                queue,
+                mut requests,
+                ..
+            } if requests.len() == 1 => {
+                let (id, messages) = requests.pop().expect("one");
+                started(
+                    inline(broker, id, Payload::Publish { queue, messages }),
+                    now,
+                )
+            }
+            Group::Ack {
+                queue,
+                mut requests,
+                ..
+            } if requests.len() == 1 => {
+                let (id, receipts) = requests.pop().expect("one");
+                started(inline(broker, id, Payload::Ack { queue, receipts }), now)
+            }
+            Group::Publish {
+                queue,
+                requests,
+                messages,
+            } => {
+                // Each request is validated alone, so a bad one is refused alone; the valid
+                // ones are stored together (or refused together: busy, storage).
+                let mut merged = Vec::with_capacity(messages);
+                let mut valid: Vec<(u64, usize)> = Vec::with_capacity(requests.len());
+                for (id, wire) in requests {
+                    let batch: Vec<_> = wire.into_iter().map(convert::message).collect();
+                    match broker.check_messages(&batch) {
+                        Ok(()) => {
+                            valid.push((id, batch.len()));
+                            merged.extend(batch);
+                        }
+                        Err(e) => now(&error_frame(id, &e)),
+                    }
+                }
+                if valid.is_empty() {
+                    return None;
+                }
+                let outcome = match broker.publish(&queue, merged) {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        for (id, _) in valid {
+                            now(&error_frame(id, &e));
+                        }
+                        return None;
+                    }
+                };
+                let mut results = outcome.messages.into_iter();
+                let answers = valid
+                    .into_iter()
+                    .map(|(id, n)| {
+                        let published = results
+                            .by_ref()
+                            .take(n)
+                            .map(|p| weir_proto::frame::PublishResult {
+                                id: p.id,
+                                duplicate: p.duplicate,
+                            })
+                            .collect();
+                        (id, Payload::Published(published))
+                    })
+                    .collect();
+                Some(Inline {
+                    durable: outcome.durable,
+                    answers: Answers::Many(answers),
+                })
+            }
+            Group::Ack {
+                queue,
+                requests,
+                receipts,
+            } => {
+                let mut all = Vec::with_capacity(receipts);
+                let mut counts = Vec::with_capacity(requests.len());
+                for (id, r) in requests {
+                    counts.push((id, r.len()));
+                    all.extend(r);
+                }
+                let outcome = match broker.ack(&queue, &all) {
+                    Ok(outcome) => outcome,
+                    Err(e) => {
+                        for (id, _) in counts {
+                            now(&error_frame(id, &e));
+                        }
+                        return None;
+                    }
+                };
+                // Invalid receipts come back in input order. Of equal receipts only the first
+                // can be valid, so match from the end: a repeat is charged to the later request.
+                let mut invalid = outcome.invalid.into_iter().rev().peekable();
+                let mut end = all.len();
+                let mut answers: Vec<(u64, Payload)> = counts
+                    .into_iter()
+                    .rev()
+                    .map(|(id, n)| {
+                        let start = end - n;
+                        let mut mine = Vec::new();
+                        for r in all[start..end].iter().rev() {
+                            if invalid.peek() == Some(r) {
+                                mine.extend(invalid.next());
+                            }
+                        }
+                        end = start;
+                        mine.reverse();
+                        let done = done_count(n - mine.len());
+                        (
+                            id,
+                            Payload::ReceiptsDone {
+                                done,
+                                invalid: mine,
+                            },
+                        )
+                    })
+                    .collect();
+                answers.reverse();
+                Some(Inline {
+                    durable: outcome.durable,
+                    answers: Answers::Many(answers),
+                })
+            }
+        }
+    }
+}
+
+fn started(s: Started, mut now: impl FnMut(&Frame)) -> Option<Inline> {
+    match s {
+        Started::Pending(inline) => Some(inline),
+        Started::Answer(frame) => {
+            now(&frame);
+            None
         }
     }
 }
@@ -109,9 +378,8 @@ fn start_inline(broker: &Broker, id: u64, request: Payload) -> Result<Inline, Bo
         }
     };
     Ok(Inline {
-        id,
         durable,
-        answer: Some(answer),
+        answers: Answers::One(id, answer),
     })
 }
 
