@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
-use weir_proto::frame::{Delivery, Frame, Hello, HelloOk, Payload};
+use weir_proto::frame::{Delivery, Frame, Hello, HelloOk, Payload, MAX_CREDITS};
 
 use crate::ClientError;
 
@@ -38,6 +39,12 @@ pub(crate) enum Command {
     },
     /// Send a frame that gets no answer on success (credit grants).
     Fire { payload: Payload },
+    /// Grant a subscription the credits `owed` holds (taken when the frame is encoded, so the
+    /// credits returned meanwhile go in one frame); nothing is sent if none are left.
+    GrantOwed {
+        subscription: u64,
+        owed: Arc<AtomicU32>,
+    },
     /// Forget a subscription and tell the server to end it.
     Unsubscribe { subscription: u64 },
 }
@@ -180,11 +187,14 @@ impl Connection {
 
     /// Sends a request and waits for its answer; an `Error` answer becomes `Err`.
     pub(crate) async fn request(&self, payload: Payload) -> Result<Payload, ClientError> {
+        self.send(payload).await?.await
+    }
+
+    /// Queues a request for the writer; the returned future waits for its answer.
+    pub(crate) async fn send(&self, payload: Payload) -> Result<Answer, ClientError> {
         let (reply, answer) = oneshot::channel();
         self.command(Command::Request { payload, reply }).await?;
-        answer
-            .await
-            .map_err(|_| ClientError::disconnected("the connection task ended"))?
+        Ok(Answer(answer))
     }
 
     /// Opens a subscription; returns its id and the stream of its events.
@@ -216,6 +226,23 @@ impl Connection {
     /// Queues a command without waiting (for `Drop` paths); `false` if it could not be queued.
     pub(crate) fn try_command(&self, command: Command) -> bool {
         self.tx.try_send(command).is_ok()
+    }
+}
+
+/// The answer to a request sent with [`Connection::send`].
+#[derive(Debug)]
+pub(crate) struct Answer(oneshot::Receiver<Result<Payload, ClientError>>);
+
+impl std::future::Future for Answer {
+    type Output = Result<Payload, ClientError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0).poll(cx).map(|r| {
+            r.map_err(|_| ClientError::disconnected("the connection task ended"))
+                .and_then(|answer| answer)
+        })
     }
 }
 
@@ -360,6 +387,27 @@ fn enqueue(command: Command, next_id: &mut u64, buf: &mut BytesMut, state: &Mute
             }),
         ),
         Command::Fire { payload } => (payload, None),
+        Command::GrantOwed { subscription, owed } => {
+            let credits = owed.swap(0, Ordering::AcqRel);
+            if credits == 0 {
+                return;
+            }
+            let credits = if credits > MAX_CREDITS {
+                // Keep the rest for the next grant (more than one subscription's worth is a
+                // bug elsewhere, but do not lose credits over it).
+                owed.fetch_add(credits - MAX_CREDITS, Ordering::AcqRel);
+                MAX_CREDITS
+            } else {
+                credits
+            };
+            (
+                Payload::GrantCredits {
+                    subscription,
+                    credits,
+                },
+                None,
+            )
+        }
         Command::Unsubscribe { subscription } => {
             state.pending.remove(&subscription);
             (Payload::Unsubscribe { subscription }, None)

@@ -43,23 +43,20 @@ struct SubShared {
     client: Client,
     queue: String,
     subscription: u64,
-    /// Credits freed by dropped deliveries that could not be granted at once.
-    owed: AtomicU32,
+    /// Credits freed by settled or dropped deliveries, not granted yet. The first one freed
+    /// queues one grant, which takes every credit freed until the writer encodes it.
+    owed: Arc<AtomicU32>,
 }
 
 impl SubShared {
-    /// Grants `n` credits back, now if possible.
+    /// Grants `n` credits back, now if possible (coalesced with others freed meanwhile). If
+    /// the grant cannot be queued, [`Consumer::next`] sends what is owed.
     fn return_credits_now(&self, n: u32) {
-        let payload = Payload::GrantCredits {
-            subscription: self.subscription,
-            credits: n,
-        };
-        if !self
-            .client
-            .connection()
-            .try_command(Command::Fire { payload })
-        {
-            self.owed.fetch_add(n, Ordering::AcqRel);
+        if self.owed.fetch_add(n, Ordering::AcqRel) == 0 {
+            let _ = self.client.connection().try_command(Command::GrantOwed {
+                subscription: self.subscription,
+                owed: self.owed.clone(),
+            });
         }
     }
 
@@ -123,7 +120,7 @@ impl Consumer {
                 client,
                 queue: queue.to_string(),
                 subscription,
-                owed: AtomicU32::new(0),
+                owed: Arc::new(AtomicU32::new(0)),
             }),
             events,
             buffered: VecDeque::new(),
@@ -206,6 +203,8 @@ pub struct Delivery {
     receipt: String,
     shared: Arc<SubShared>,
     extender: Option<JoinHandle<()>>,
+    /// Whether this delivery still holds its credit (given back when settled or dropped).
+    holds_credit: bool,
 }
 
 impl Delivery {
@@ -239,6 +238,7 @@ impl Delivery {
             receipt: raw.receipt,
             shared: shared.clone(),
             extender,
+            holds_credit: true,
         }
     }
 
@@ -252,26 +252,43 @@ impl Delivery {
         std::str::from_utf8(&self.body).ok()
     }
 
-    /// Acknowledges the message: it is gone for good once this returns `Ok`.
+    /// Acknowledges the message: it is gone for good once this returns `Ok`. Its credit goes
+    /// back as soon as the ack is sent (the server may push the next delivery meanwhile).
     pub async fn ack(mut self) -> Result<(), ClientError> {
         self.stop_extending();
-        let done = self
-            .shared
-            .client
-            .ack(&self.shared.queue, vec![self.receipt.clone()])
-            .await?;
-        self.check(done.invalid)
+        let payload = Payload::Ack {
+            queue: self.shared.queue.clone(),
+            receipts: vec![std::mem::take(&mut self.receipt)],
+        };
+        self.settle(payload).await
     }
 
     /// Gives the message back: delivered again after `delay`, or the queue's backoff if `None`.
+    /// Its credit goes back as soon as the nack is sent.
     pub async fn nack(mut self, delay: Option<Duration>) -> Result<(), ClientError> {
         self.stop_extending();
-        let done = self
-            .shared
-            .client
-            .nack(&self.shared.queue, vec![self.receipt.clone()], delay)
-            .await?;
-        self.check(done.invalid)
+        let payload = Payload::Nack {
+            queue: self.shared.queue.clone(),
+            receipts: vec![std::mem::take(&mut self.receipt)],
+            delay_ms: delay.map(millis),
+        };
+        self.settle(payload).await
+    }
+
+    /// Sends an ack or nack, gives the credit back, then waits for the answer.
+    async fn settle(mut self, payload: Payload) -> Result<(), ClientError> {
+        let answer = self.shared.client.connection().send(payload).await?;
+        self.give_back_credit();
+        match answer.await? {
+            Payload::ReceiptsDone { invalid, .. } => self.check(invalid),
+            other => Err(crate::client::unexpected("ReceiptsDone", &other)),
+        }
+    }
+
+    fn give_back_credit(&mut self) {
+        if std::mem::take(&mut self.holds_credit) {
+            self.shared.return_credits_now(1);
+        }
     }
 
     /// Extends the lease to `lease` from now (done for you with `auto_extend`).
@@ -301,6 +318,6 @@ impl Delivery {
 impl Drop for Delivery {
     fn drop(&mut self) {
         self.stop_extending();
-        self.shared.return_credits_now(1);
+        self.give_back_credit();
     }
 }
