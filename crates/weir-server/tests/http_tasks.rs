@@ -97,27 +97,31 @@ async fn failures_retry_then_dead_and_the_message_is_in_the_dlq() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path()).await;
     queue(&s, "jobs", json!({})).await;
-    s.call(
-        Method::POST,
-        "/v1/tasks",
-        Some(json!({"queue": "jobs", "name": "flaky", "id": "f", "max_attempts": 2, "backoff_ms": 100})),
-    )
-    .await;
+    let (st, out, _) = s
+        .call(
+            Method::POST,
+            "/v1/tasks",
+            Some(json!({"queue": "jobs", "name": "flaky", "id": "f", "max_attempts": 2, "backoff_ms": 100})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::CREATED, "{out}");
     for attempt in 1..=2 {
-        let (_, got, _) = s
+        let (st, got, _) = s
             .call(
                 Method::POST,
                 "/v1/tasks/queues/jobs/receive",
                 Some(json!({"wait_ms": 5000, "worker": "w"})),
             )
             .await;
+        assert_eq!(st, StatusCode::OK, "{got}");
         let t = &got["tasks"][0];
-        assert_eq!(t["attempt"], attempt);
+        assert_eq!(t["attempt"], attempt, "{got}");
         let (_, running, _) = s.call(Method::GET, "/v1/tasks/f", None).await;
         assert_eq!(running["state"], "running");
-        let (_, after, _) = s
+        let (st, after, _) = s
             .call(Method::POST, "/v1/tasks/f/result", Some(json!({"receipt": t["receipt"], "ok": false, "error": format!("boom {attempt}")})))
             .await;
+        assert_eq!(st, StatusCode::OK, "{after}");
         assert_eq!(
             after["state"],
             if attempt == 1 { "retrying" } else { "dead" }
@@ -142,21 +146,22 @@ async fn cancel_unique_and_bad_input() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start(dir.path()).await;
     queue(&s, "jobs", json!({})).await;
-    let (_, a, _) = s
+    let (st, a, _) = s
         .call(
             Method::POST,
             "/v1/tasks",
             Some(json!({"queue": "jobs", "name": "n", "unique_key": "k", "delay_ms": 60000})),
         )
         .await;
-    let (st, _, _) = s
+    assert_eq!(st, StatusCode::CREATED, "{a}");
+    let (st, e, _) = s
         .call(
             Method::POST,
             "/v1/tasks",
             Some(json!({"queue": "jobs", "name": "n", "unique_key": "k"})),
         )
         .await;
-    assert_eq!(st, StatusCode::CONFLICT);
+    assert_eq!(st, StatusCode::CONFLICT, "{e}");
     let id = a["id"].as_str().unwrap();
     let (st, t, _) = s
         .call(Method::POST, &format!("/v1/tasks/{id}/cancel"), None)
@@ -165,14 +170,15 @@ async fn cancel_unique_and_bad_input() {
         (st, t["state"].clone()),
         (StatusCode::OK, json!("cancelled"))
     );
-    let (st, _, _) = s
+    let (st, b, _) = s
         .call(
             Method::POST,
             "/v1/tasks",
             Some(json!({"queue": "jobs", "name": "n", "unique_key": "k"})),
         )
         .await;
-    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(st, StatusCode::CREATED, "{b}");
+    assert_ne!(a["id"], b["id"]);
     for bad in [
         json!({"queue": "nope", "name": "n"}),
         json!({"queue": "jobs"}),
@@ -229,24 +235,38 @@ async fn rust_worker_runs_handlers_records_panics_and_runs_workflows() {
     let submit = |name: &str, args: Value, id: &str| {
         let body = json!({"queue": "jobs", "name": name, "args": args, "id": id});
         let s = &s;
-        async move { s.call(Method::POST, "/v1/tasks", Some(body)).await }
+        async move {
+            let (st, out, _) = s.call(Method::POST, "/v1/tasks", Some(body)).await;
+            assert_eq!(st, StatusCode::CREATED, "{out}");
+        }
+    };
+    // Waits for a final state (the server holds the request until then, at most wait_ms).
+    let status = |path: String| {
+        let s = &s;
+        async move {
+            let (st, out, _) = s.call(Method::GET, &path, None).await;
+            assert_eq!(st, StatusCode::OK, "{path}: {out}");
+            out
+        }
     };
     submit("add", json!([2, 3]), "a").await;
     submit("boom", json!(null), "b").await;
     submit("slow", json!(3500), "c").await;
-    let (_, a, _) = s.call(Method::GET, "/v1/tasks/a?wait_ms=10000", None).await;
+    let a = status("/v1/tasks/a?wait_ms=10000".into()).await;
     assert_eq!(
         (a["state"].clone(), a["result"].clone()),
-        (json!("succeeded"), json!(5))
+        (json!("succeeded"), json!(5)),
+        "{a}"
     );
     assert_eq!(a["history"][0]["worker"], "rust-1");
-    let (_, b, _) = s.call(Method::GET, "/v1/tasks/b?wait_ms=10000", None).await;
-    assert_eq!(b["state"], "dead");
+    let b = status("/v1/tasks/b?wait_ms=10000".into()).await;
+    assert_eq!(b["state"], "dead", "{b}");
     assert!(b["error"].as_str().unwrap().contains("kaboom"), "{b}");
-    let (_, c, _) = s.call(Method::GET, "/v1/tasks/c?wait_ms=10000", None).await;
+    let c = status("/v1/tasks/c?wait_ms=10000".into()).await;
     assert_eq!(
         (c["state"].clone(), c["attempts"].clone()),
-        (json!("succeeded"), json!(1))
+        (json!("succeeded"), json!(1)),
+        "{c}"
     );
 
     // Workflows: chain (B gets A's result), group, chord.
@@ -261,39 +281,41 @@ async fn rust_worker_runs_handlers_records_panics_and_runs_workflows() {
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{w}");
-    let (_, w, _) = s
-        .call(Method::GET, "/v1/workflows/ch?wait_ms=15000", None)
-        .await;
+    let w = status("/v1/workflows/ch?wait_ms=15000".into()).await;
     assert_eq!(
         (w["state"].clone(), w["result"].clone()),
         (json!("succeeded"), json!(12)),
         "{w}"
     );
-    s.call(
-        Method::POST,
-        "/v1/workflows",
-        Some(json!({"id": "gr", "group": [
-            {"queue": "jobs", "name": "add", "args": [1, 1]},
-            {"queue": "jobs", "name": "add", "args": [2, 2]}]})),
-    )
-    .await;
-    let (_, w, _) = s
-        .call(Method::GET, "/v1/workflows/gr?wait_ms=15000", None)
+    let (st, w, _) = s
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            Some(json!({"id": "gr", "group": [
+                {"queue": "jobs", "name": "add", "args": [1, 1]},
+                {"queue": "jobs", "name": "add", "args": [2, 2]}]})),
+        )
         .await;
-    assert_eq!(w["result"], json!([2, 4]), "{w}");
-    s.call(
-        Method::POST,
-        "/v1/workflows",
-        Some(json!({"id": "cd", "chord": {"group": [
-            {"queue": "jobs", "name": "double", "args": 1},
-            {"queue": "jobs", "name": "double", "args": 2},
-            {"queue": "jobs", "name": "double", "args": 3}],
-            "callback": {"queue": "jobs", "name": "sum"}}})),
-    )
-    .await;
-    let (_, w, _) = s
-        .call(Method::GET, "/v1/workflows/cd?wait_ms=15000", None)
+    assert_eq!(st, StatusCode::CREATED, "{w}");
+    let w = status("/v1/workflows/gr?wait_ms=15000".into()).await;
+    assert_eq!(
+        (w["state"].clone(), w["result"].clone()),
+        (json!("succeeded"), json!([2, 4])),
+        "{w}"
+    );
+    let (st, w, _) = s
+        .call(
+            Method::POST,
+            "/v1/workflows",
+            Some(json!({"id": "cd", "chord": {"group": [
+                {"queue": "jobs", "name": "double", "args": 1},
+                {"queue": "jobs", "name": "double", "args": 2},
+                {"queue": "jobs", "name": "double", "args": 3}],
+                "callback": {"queue": "jobs", "name": "sum"}}})),
+        )
         .await;
+    assert_eq!(st, StatusCode::CREATED, "{w}");
+    let w = status("/v1/workflows/cd?wait_ms=15000".into()).await;
     assert_eq!(
         (w["state"].clone(), w["result"].clone()),
         (json!("succeeded"), json!(12)),

@@ -25,7 +25,7 @@ use weir_broker::{Delivery, NewMessage, DEAD_REASON_HEADER, ORIGINAL_QUEUE_HEADE
 
 use crate::model::{truncate, Attempt, Task, TaskState, MAX_ERROR_BYTES};
 use crate::persist::Entry;
-use crate::service::{task_body, Lease};
+use crate::service::{settling, task_body, InFlight, Lease};
 use crate::{TaskError, TaskService};
 
 /// A task handed to a worker.
@@ -85,6 +85,7 @@ impl TaskService {
         let mut out = Vec::new();
         let mut actions = Vec::new();
         let mut extend = Vec::new();
+        let mut settle = Vec::new();
         let durable = {
             let mut inner = self.inner.lock();
             let mut changed = Vec::new();
@@ -147,6 +148,7 @@ impl TaskService {
             for t in &changed {
                 if t.state.is_final() {
                     release_unique(&mut inner.unique, t);
+                    settle.push(InFlight::enter(self, &mut inner, &t.id, settling));
                 }
             }
             let entries: Vec<Entry<'_>> = changed.iter().map(Entry::PutTask).collect();
@@ -160,6 +162,7 @@ impl TaskService {
         for a in actions {
             self.act(queue, None, a).await;
         }
+        drop(settle);
         self.notify();
         Ok(out)
     }
@@ -183,7 +186,20 @@ impl TaskService {
             )));
         }
         let deadline = self.now_ms().saturating_add(lease_ms);
-        self.inner.lock().leases.insert(
+        let mut inner = self.inner.lock();
+        // The attempt may have ended meanwhile (a result, or `tick` expired the lease): then
+        // the lease is not renewed here, or `tick` would time out a finished attempt later.
+        let running = inner
+            .d
+            .tasks
+            .get(id)
+            .is_some_and(|t| t.state == TaskState::Running);
+        if !running {
+            return Err(TaskError::Conflict(format!(
+                "task {id:?} is no longer running under this receipt"
+            )));
+        }
+        inner.leases.insert(
             id.to_string(),
             Lease {
                 receipt: receipt.to_string(),
@@ -198,7 +214,7 @@ impl TaskService {
     /// A result for a task that is already final changes nothing (the receipt is acked).
     pub async fn post_result(&self, id: &str, o: TaskOutcome) -> Result<Task, TaskError> {
         let now = self.now_ms();
-        let (task, action, durable) = {
+        let (task, action, durable, settle) = {
             let mut inner = self.inner.lock();
             let lease = inner.leases.get(id).cloned();
             let t = inner
@@ -207,7 +223,7 @@ impl TaskService {
                 .get_mut(id)
                 .ok_or_else(|| TaskError::not_found("task", id))?;
             if t.state.is_final() {
-                (t.clone(), Action::Ack(o.receipt.clone()), None)
+                (t.clone(), Action::Ack(o.receipt.clone()), None, None)
             } else {
                 let leased_here = lease.as_ref().is_some_and(|l| l.receipt == o.receipt)
                     && t.state == TaskState::Running;
@@ -265,7 +281,12 @@ impl TaskService {
                     release_unique(&mut inner.unique, &t);
                 }
                 let durable = self.journal(&[Entry::PutTask(&t)])?;
-                (t, action, Some(durable))
+                // After the last `?`: the guard locks `inner` when dropped.
+                let settle = t
+                    .state
+                    .is_final()
+                    .then(|| InFlight::enter(self, &mut inner, id, settling));
+                (t, action, Some(durable), settle)
             }
         };
         let Some(durable) = durable else {
@@ -275,6 +296,7 @@ impl TaskService {
         };
         durable.await?;
         self.act(&task.spec.queue, Some(&task), action).await;
+        drop(settle);
         self.notify();
         if task.state.is_final() {
             self.on_final(&task).await;
@@ -345,6 +367,7 @@ impl TaskService {
         let now = self.now_ms();
         let mut finals = Vec::new();
         let mut unpublished = Vec::new();
+        let mut settle = Vec::new();
         let durable = {
             let mut inner = self.inner.lock();
             let expired: Vec<String> = inner
@@ -380,6 +403,7 @@ impl TaskService {
             }
             for t in &finals {
                 release_unique(&mut inner.unique, t);
+                settle.push(InFlight::enter(self, &mut inner, &t.id, settling));
             }
             let gone: Vec<String> = inner
                 .d
@@ -401,12 +425,16 @@ impl TaskService {
             for id in &gone_wf {
                 inner.d.workflows.remove(id);
             }
+            // Not the ones a submit is publishing right now: only those a crash (or a cancelled
+            // submit) left unpublished.
             unpublished.extend(
                 inner
                     .d
                     .tasks
                     .values()
-                    .filter(|t| !t.published && !t.state.is_final())
+                    .filter(|t| {
+                        !t.published && !t.state.is_final() && !inner.publishing.contains(&t.id)
+                    })
                     .cloned(),
             );
             let mut entries: Vec<Entry<'_>> = changed.iter().map(Entry::PutTask).collect();
@@ -424,10 +452,14 @@ impl TaskService {
                 }
             }
         };
+        let journaled = durable.is_some();
         if let Some(d) = durable {
             if let Err(e) = d.await {
                 tracing::warn!(error = %e, "journaling task expiry failed");
             }
+        }
+        if journaled || !settle.is_empty() {
+            drop(settle);
             self.notify();
         }
         for t in unpublished {

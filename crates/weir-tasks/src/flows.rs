@@ -65,11 +65,15 @@ impl TaskService {
                     "a workflow id is 1..=100 bytes".into(),
                 ))
             }
-            Some(id) => id,
+            Some(id) => {
+                if let Ok(w) = self.workflow(&id) {
+                    return Ok(w);
+                }
+                id
+            }
             None => {
-                let mut inner = self.inner.lock();
-                inner.next_id += 1;
-                format!("wf-{now:x}-{:x}-{:x}", inner.next_id, std::process::id())
+                let inner = self.inner.lock();
+                self.fresh_id(&inner, "wf", now)
             }
         };
         let first: Vec<(String, TaskSpec)> = match kind {
@@ -92,6 +96,32 @@ impl TaskService {
             created_ms: now,
             expires_ms: None,
         };
+        // Every task is checked before any is submitted (bad input changes nothing).
+        for (i, spec) in first
+            .iter()
+            .map(|(i, s)| (i, s))
+            .chain(wf.pending.iter().map(|s| (&id, s)))
+            .chain(wf.callback.iter().map(|s| (&id, s)))
+        {
+            self.check(&Submit {
+                spec: spec.clone(),
+                id: Some(i.clone()),
+                delay_ms: 0,
+            })?;
+        }
+        // The first tasks are submitted before the workflow record is journaled (as `advance`
+        // does for later steps): were it the other way round, a failed submission (or a crash
+        // in between) would leave a running workflow waiting forever for a task that was never
+        // submitted. Submission is idempotent by the deterministic member ids, so a retried
+        // start completes the first one.
+        for (task_id, spec) in first {
+            let s = Submit {
+                spec,
+                id: Some(task_id),
+                delay_ms: 0,
+            };
+            self.submit_in(s, Some(&id)).await?;
+        }
         let durable = {
             let mut inner = self.inner.lock();
             if let Some(w) = inner.d.workflows.get(&id) {
@@ -101,13 +131,10 @@ impl TaskService {
             self.journal(&[Entry::PutWorkflow(&wf)])?
         };
         durable.await?;
-        for (task_id, spec) in first {
-            let s = Submit {
-                spec,
-                id: Some(task_id),
-                delay_ms: 0,
-            };
-            self.submit_in(s, Some(&id)).await?;
+        // A member may have finished before the record existed: advance now, not at the next
+        // tick.
+        if let Err(e) = self.advance(&id).await {
+            tracing::warn!(workflow = %id, error = %e, "advancing a workflow failed; tick retries");
         }
         self.workflow(&id)
     }
@@ -187,7 +214,11 @@ impl TaskService {
     /// the workflow record.
     async fn advance(&self, id: &str) -> Result<(), TaskError> {
         for _ in 0..=MAX_WORKFLOW_TASKS {
-            let wf = self.workflow(id)?;
+            let Ok(wf) = self.workflow(id) else {
+                // Not journaled yet (its first tasks are submitted first; `start_workflow`
+                // advances it once it is) or forgotten after its TTL.
+                return Ok(());
+            };
             if wf.state != WorkflowState::Running {
                 return Ok(());
             }

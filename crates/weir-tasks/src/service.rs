@@ -1,7 +1,8 @@
 //! [`TaskService`]: submission, status, cancel, waiting, rate limits and unique keys. Deliveries,
 //! results and the periodic reconciliation are in `delivery.rs`; workflows in `flows.rs`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -78,7 +79,60 @@ pub(crate) struct Inner {
     pub(crate) unique: HashMap<String, String>,
     pub(crate) leases: HashMap<String, Lease>,
     pub(crate) buckets: Buckets,
-    pub(crate) next_id: u64,
+    /// Tasks whose first publish a `submit` is carrying out right now: `tick` must not re-publish
+    /// them (its publish would land first, and the submit's own would then be refused as a
+    /// duplicate and the task forgotten).
+    pub(crate) publishing: HashSet<String>,
+    /// Tasks whose final state is set in memory but not yet durable and settled (journal entry
+    /// awaited, message acked, buried or dead-lettered): a waiter does not return them as final
+    /// before that.
+    pub(crate) settling: HashSet<String>,
+    /// Random per service instance: generated ids differ between servers of one process and
+    /// across restarts (see [`TaskService::fresh_id`]).
+    pub(crate) nonce: u32,
+}
+
+/// Sequence of generated ids, shared by every service of the process.
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+/// Removes an id from one of [`Inner`]'s in-flight sets when dropped (so a cancelled future
+/// cannot leave it behind).
+pub(crate) struct InFlight<'a> {
+    svc: &'a TaskService,
+    id: String,
+    set: fn(&mut Inner) -> &mut HashSet<String>,
+}
+
+impl<'a> InFlight<'a> {
+    /// Marks `id` in the set `set` of `inner` (the caller holds the lock).
+    pub(crate) fn enter(
+        svc: &'a TaskService,
+        inner: &mut Inner,
+        id: &str,
+        set: fn(&mut Inner) -> &mut HashSet<String>,
+    ) -> InFlight<'a> {
+        set(inner).insert(id.to_string());
+        InFlight {
+            svc,
+            id: id.to_string(),
+            set,
+        }
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        let mut inner = self.svc.inner.lock();
+        (self.set)(&mut inner).remove(&self.id);
+    }
+}
+
+pub(crate) fn publishing(i: &mut Inner) -> &mut HashSet<String> {
+    &mut i.publishing
+}
+
+pub(crate) fn settling(i: &mut Inner) -> &mut HashSet<String> {
+    &mut i.settling
 }
 
 /// Tasks as a state machine over the broker (DESIGN §1 "task"): each task is a message on its
@@ -142,10 +196,27 @@ impl TaskService {
                 unique,
                 leases: HashMap::new(),
                 buckets: Buckets::default(),
-                next_id: 0,
+                publishing: HashSet::new(),
+                settling: HashSet::new(),
+                nonce: random_u32(now),
             }),
             changed,
         })
+    }
+
+    /// A new id `<prefix>-<now>-<seq>-<nonce>` that no tracked task or workflow has. The
+    /// sequence is process-wide (several services run in one process, e.g. in tests) and the
+    /// nonce random per service, so neither another server nor a restart within the same
+    /// millisecond (or a clock that went back) produces an id whose message is still in the
+    /// broker's dedup window.
+    pub(crate) fn fresh_id(&self, inner: &Inner, prefix: &str, now: u64) -> String {
+        loop {
+            let seq = NEXT_ID.fetch_add(1, Ordering::Relaxed) + 1;
+            let id = format!("{prefix}-{now:x}-{seq:x}-{:08x}", inner.nonce);
+            if !inner.d.tasks.contains_key(&id) && !inner.d.workflows.contains_key(&id) {
+                return id;
+            }
+        }
     }
 
     pub(crate) fn now_ms(&self) -> u64 {
@@ -211,16 +282,21 @@ impl TaskService {
         self.submit_in(s, None).await
     }
 
+    /// Checks a submission without changing anything; returns the queue's `max_attempts`.
+    pub(crate) fn check(&self, s: &Submit) -> Result<u32, TaskError> {
+        Self::validate(&s.spec, s)?;
+        Ok(self.broker.queue_stats(&s.spec.queue)?.config.max_attempts)
+    }
+
     pub(crate) async fn submit_in(
         &self,
         s: Submit,
         workflow: Option<&str>,
     ) -> Result<Submitted, TaskError> {
         let spec = &s.spec;
-        Self::validate(spec, &s)?;
-        let queue_max = self.broker.queue_stats(&spec.queue)?.config.max_attempts;
+        let queue_max = self.check(&s)?;
         let now = self.now_ms();
-        let (task, durable, rate_delay_ms) = {
+        let (task, durable, rate_delay_ms, in_flight) = {
             let mut inner = self.inner.lock();
             if let Some(t) = s.id.as_ref().and_then(|id| inner.d.tasks.get(id)) {
                 return Ok(Submitted {
@@ -243,10 +319,7 @@ impl TaskService {
             }
             let id = match &s.id {
                 Some(id) => id.clone(),
-                None => {
-                    inner.next_id += 1;
-                    format!("t-{now:x}-{:x}-{:x}", inner.next_id, std::process::id())
-                }
+                None => self.fresh_id(&inner, "t", now),
             };
             let rate_delay_ms = match inner.d.limits.get(&spec.name).copied() {
                 Some(l) => inner.buckets.take(&spec.name, &l, now + s.delay_ms),
@@ -270,14 +343,20 @@ impl TaskService {
             if let Some(k) = &spec.unique_key {
                 inner.unique.insert(k.clone(), id.clone());
             }
+            // Until this submit has published (or given up), `tick` leaves the task alone.
+            let in_flight = InFlight::enter(self, &mut inner, &id, publishing);
             inner.d.tasks.insert(id, task.clone());
-            (task, durable, rate_delay_ms)
+            (task, durable, rate_delay_ms, in_flight)
         };
-        durable.await?;
-        if let Err(e) = self.publish(&task, s.delay_ms + rate_delay_ms, false).await {
+        let published = match durable.await {
+            Ok(()) => self.publish(&task, s.delay_ms + rate_delay_ms, false).await,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = published {
             self.forget(&task.id);
             return Err(e);
         }
+        drop(in_flight);
         self.notify();
         Ok(Submitted {
             id: task.id,
@@ -346,8 +425,19 @@ impl TaskService {
         let mut rx = self.changed.subscribe();
         loop {
             rx.borrow_and_update();
-            let t = self.get(id)?;
-            if t.state.is_final() || tokio::time::Instant::now() >= deadline {
+            let (t, settled) = {
+                let inner = self.inner.lock();
+                let t = inner
+                    .d
+                    .tasks
+                    .get(id)
+                    .cloned()
+                    .ok_or_else(|| TaskError::not_found("task", id))?;
+                (t, !inner.settling.contains(id))
+            };
+            // Final only once durable and settled: a waiter woken by some other change must not
+            // return a final state whose journal entry or ack is still on its way.
+            if (t.state.is_final() && settled) || tokio::time::Instant::now() >= deadline {
                 return Ok(t);
             }
             tokio::select! {
@@ -362,7 +452,7 @@ impl TaskService {
     /// worker on the plain queue API gets a `cancelled` state when it posts a result.
     pub async fn cancel(&self, id: &str) -> Result<Task, TaskError> {
         let now = self.now_ms();
-        let (task, durable) = {
+        let (task, durable, settling) = {
             let mut inner = self.inner.lock();
             let t = inner
                 .d
@@ -386,9 +476,11 @@ impl TaskService {
             if let Some(k) = &t.spec.unique_key {
                 inner.unique.remove(k);
             }
-            (t.clone(), self.journal(&[Entry::PutTask(&t)])?)
+            let durable = self.journal(&[Entry::PutTask(&t)])?;
+            (t, durable, InFlight::enter(self, &mut inner, id, settling))
         };
         durable.await?;
+        drop(settling);
         self.notify();
         self.on_final(&task).await;
         Ok(task)
@@ -445,5 +537,106 @@ impl TaskService {
     /// How many tasks are tracked.
     pub fn task_count(&self) -> usize {
         self.inner.lock().d.tasks.len()
+    }
+}
+
+/// A random number without a random-number crate: std's `RandomState` is seeded randomly per
+/// process and differs per instance.
+fn random_u32(salt: u64) -> u32 {
+    use std::hash::BuildHasher as _;
+    let h = std::collections::hash_map::RandomState::new().hash_one((salt, std::process::id()));
+    (h ^ (h >> 32)) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_broker::{BrokerOptions, ManualClock, QueueConfig};
+    use weir_store::memory::MemoryStore;
+
+    fn service() -> (Arc<Broker>, TaskService) {
+        let store = Arc::new(MemoryStore::new()) as Arc<dyn Store>;
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000)) as Arc<dyn Clock>;
+        let broker =
+            Arc::new(Broker::open(store.clone(), clock.clone(), BrokerOptions::default()).unwrap());
+        broker.create_queue("jobs", QueueConfig::default()).unwrap();
+        let tasks = TaskService::open(broker.clone(), store, clock, TaskOptions::default());
+        (broker, tasks.unwrap())
+    }
+
+    fn record(id: &str) -> Task {
+        Task {
+            id: id.into(),
+            spec: TaskSpec::new("jobs", "n", Value::Null),
+            state: TaskState::Queued,
+            max_attempts: 5,
+            created_ms: 0,
+            updated_ms: 0,
+            published: false,
+            result: None,
+            error: None,
+            attempts: Vec::new(),
+            workflow: None,
+            expires_ms: None,
+        }
+    }
+
+    /// The flaky 409 of `POST /v1/tasks`: a tick between a submit's journal write and its
+    /// publish re-published the task (without its delay), so the submit's own publish was a
+    /// duplicate, the submit failed with a conflict and forgot a task whose message was queued.
+    #[tokio::test]
+    async fn tick_leaves_a_task_that_a_submit_is_publishing_alone() {
+        let (broker, tasks) = service();
+        let t = record("t1");
+        let guard = {
+            let mut inner = tasks.inner.lock();
+            inner.d.tasks.insert(t.id.clone(), t.clone());
+            InFlight::enter(&tasks, &mut inner, &t.id, publishing)
+        };
+        tasks.tick().await;
+        assert_eq!(broker.queue_stats("jobs").unwrap().total, 0);
+        tasks.publish(&t, 60_000, false).await.unwrap();
+        drop(guard);
+        assert!(tasks.inner.lock().publishing.is_empty());
+        assert!(tasks.get("t1").unwrap().published);
+        tasks.tick().await;
+        assert_eq!(broker.queue_stats("jobs").unwrap().total, 1);
+
+        // Left unpublished with nobody publishing it (a crash, a dropped submit): re-published.
+        tasks.inner.lock().d.tasks.insert("t2".into(), record("t2"));
+        tasks.tick().await;
+        assert_eq!(broker.queue_stats("jobs").unwrap().total, 2);
+        assert!(tasks.get("t2").unwrap().published);
+    }
+
+    /// A waiter does not return a final state before it is durable and its message settled.
+    #[tokio::test]
+    async fn wait_returns_a_final_state_only_once_settled() {
+        let (_, tasks) = service();
+        let mut t = record("t1");
+        t.state = TaskState::Succeeded;
+        let guard = {
+            let mut inner = tasks.inner.lock();
+            inner.d.tasks.insert(t.id.clone(), t);
+            InFlight::enter(&tasks, &mut inner, "t1", settling)
+        };
+        let waiting = tasks.wait("t1", Duration::from_secs(10));
+        tokio::pin!(waiting);
+        tasks.notify();
+        assert!(futures::poll!(&mut waiting).is_pending());
+        drop(guard);
+        tasks.notify();
+        let got = waiting.await.unwrap();
+        assert_eq!(got.state, TaskState::Succeeded);
+    }
+
+    #[test]
+    fn generated_ids_differ_between_services_at_the_same_millisecond() {
+        let (_, a) = service();
+        let (_, b) = service();
+        let ia = a.fresh_id(&a.inner.lock(), "t", 5);
+        let ib = b.fresh_id(&b.inner.lock(), "t", 5);
+        assert_ne!(ia, ib);
+        assert_ne!(a.inner.lock().nonce, b.inner.lock().nonce);
     }
 }

@@ -182,15 +182,28 @@ impl Worker {
                 _ = &mut shutdown => break,
             };
             let room = 1 + inflight.available_permits().min(MAX_FETCH - 1);
+            let receive = ctx.receive(room);
+            tokio::pin!(receive);
+            let mut stopping = false;
+            // A receive is not abandoned at shutdown: the server may already have leased tasks
+            // to this worker (marked running). It ends within `POLL_WAIT_MS`; what it brought is
+            // then given back (below, through `handle` with `stop` set).
             let fetched = tokio::select! {
-                r = ctx.receive(room) => r,
-                _ = &mut shutdown => break,
+                r = &mut receive => r,
+                _ = &mut shutdown => {
+                    stopping = true;
+                    let _ = stop_tx.send(true);
+                    receive.await
+                }
             };
             let tasks = match fetched {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!(error = %e, "receiving tasks failed; retrying in 1 s");
                     drop(first);
+                    if stopping {
+                        break;
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
                         _ = &mut shutdown => break,
@@ -213,6 +226,9 @@ impl Worker {
                     ctx.handle(task, stop).await;
                     drop(permit);
                 });
+            }
+            if stopping {
+                break;
             }
         }
         let _ = stop_tx.send(true);
@@ -297,10 +313,12 @@ impl Ctx {
     async fn handle(&self, t: Fetched, mut stop: watch::Receiver<bool>) {
         let beat = self.heartbeats(&t);
         tokio::pin!(beat);
-        // Wait for a run slot (prefetched tasks wait here, their leases kept alive).
+        // Wait for a run slot (prefetched tasks wait here, their leases kept alive); once the
+        // worker is stopping, a task that has not started is given back, even if a slot is free.
         let slot = tokio::select! {
-            s = self.run_slots.clone().acquire_owned() => s.ok(),
+            biased;
             _ = stop.wait_for(|s| *s) => None,
+            s = self.run_slots.clone().acquire_owned() => s.ok(),
             _ = &mut beat => None,
         };
         let Some(_slot) = slot else {

@@ -327,3 +327,83 @@ async fn bad_submissions_change_nothing() {
     assert_eq!(h.tasks.task_count(), 0);
     assert_eq!(h.broker.queue_stats("jobs").unwrap().total, 0);
 }
+
+/// Generated ids restarted from 1 per service (`t-<now>-<counter>-<pid>`): after a restart in
+/// the same millisecond (a manual clock here; several servers in one test process, or pid 1 in
+/// containers) a new task got the id of a live one, overwrote its record, and its publish was
+/// refused by the broker's dedup (409) — which then forgot the original task too.
+#[tokio::test]
+async fn generated_ids_do_not_collide_across_a_restart() {
+    let mut h = Harness::new();
+    h.queue("jobs", QueueConfig::default());
+    let spec = TaskSpec::new("jobs", "n", json!(1));
+    let first = h.tasks.submit(submit(spec.clone(), None)).await.unwrap();
+    h.restart();
+    let second = h.tasks.submit(submit(spec, None)).await.unwrap();
+    assert!(second.created);
+    assert_ne!(first.id, second.id);
+    assert_eq!(h.tasks.get(&first.id).unwrap().state, TaskState::Queued);
+    assert_eq!(h.broker.queue_stats("jobs").unwrap().total, 2);
+}
+
+#[tokio::test]
+async fn workflows_check_every_task_first_then_run_to_the_end() {
+    use weir_tasks::{WorkflowSpec, WorkflowState};
+    let h = Harness::new();
+    h.queue("jobs", QueueConfig::default());
+    let spec = |q: &str, name: &str, args| TaskSpec::new(q, name, args);
+    // One bad member: nothing is submitted, no workflow exists.
+    let bad = WorkflowSpec::Group(vec![
+        spec("jobs", "add", json!([1, 1])),
+        spec("nope", "add", json!([2, 2])),
+    ]);
+    assert!(h.tasks.start_workflow(Some("g".into()), bad).await.is_err());
+    assert!(h.tasks.workflow("g").is_err());
+    assert_eq!(h.tasks.task_count(), 0);
+
+    let group = WorkflowSpec::Group(vec![
+        spec("jobs", "add", json!([1, 1])),
+        spec("jobs", "add", json!([2, 2])),
+    ]);
+    let w = h
+        .tasks
+        .start_workflow(Some("g".into()), group)
+        .await
+        .unwrap();
+    assert_eq!(w.members, vec!["g.0".to_string(), "g.1".to_string()]);
+    for d in h.tasks.receive("jobs", 10, None, None).await.unwrap() {
+        let sum: i64 = d
+            .args
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|v| v.as_i64())
+            .sum();
+        let ok = TaskOutcome {
+            receipt: d.receipt,
+            ok: true,
+            result: Some(json!(sum)),
+            ..TaskOutcome::default()
+        };
+        h.tasks.post_result(&d.id, ok).await.unwrap();
+    }
+    let w = h
+        .tasks
+        .wait_workflow("g", std::time::Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        (w.state, w.result),
+        (WorkflowState::Succeeded, Some(json!([2, 4])))
+    );
+    // Starting it again returns it as it is.
+    let again = h
+        .tasks
+        .start_workflow(
+            Some("g".into()),
+            WorkflowSpec::Group(vec![spec("jobs", "x", json!(0))]),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again.state, WorkflowState::Succeeded);
+}
