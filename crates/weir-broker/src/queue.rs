@@ -44,6 +44,70 @@ struct Inner {
     safe_low_water: u64,
     /// This queue's appends to its log not yet known durable, oldest first (see [`Queue::reap`]).
     recent: VecDeque<RecentAppend>,
+    /// Messages just published, so their first delivery need not read them back.
+    tail: TailCache,
+}
+
+/// Most body (and id) bytes a queue's [`TailCache`] holds.
+const TAIL_CACHE_BYTES: usize = 4 << 20;
+/// Most messages a queue's [`TailCache`] holds.
+const TAIL_CACHE_MESSAGES: usize = 8192;
+
+/// The messages a queue appended most recently, by offset (ascending), so that a first delivery
+/// takes the message from here instead of reading back and CRC-checking what was just written.
+/// Bounded by [`TAIL_CACHE_BYTES`] and [`TAIL_CACHE_MESSAGES`] (oldest dropped first); a delivery
+/// takes its entry out. It is only consulted for leased offsets, which are durable; the entries of
+/// an append that failed are dropped in [`Queue::reap`] before the log can reuse their offsets.
+#[derive(Debug, Default)]
+struct TailCache {
+    entries: VecDeque<(u64, Option<Message>)>,
+    bytes: usize,
+}
+
+impl TailCache {
+    fn cost(m: &Message) -> usize {
+        m.body.len() + m.envelope.id.len() + 64
+    }
+
+    /// Adds a message at an offset above every held one.
+    fn push(&mut self, offset: u64, m: Message) {
+        if self.entries.back().is_some_and(|(o, _)| *o >= offset) {
+            // Not ascending (not expected): start over rather than risk a stale entry.
+            self.clear_from(0);
+        }
+        self.bytes += Self::cost(&m);
+        self.entries.push_back((offset, Some(m)));
+        while self.bytes > TAIL_CACHE_BYTES || self.entries.len() > TAIL_CACHE_MESSAGES {
+            match self.entries.pop_front() {
+                Some((_, Some(m))) => self.bytes -= Self::cost(&m),
+                Some((_, None)) => {}
+                None => break,
+            }
+        }
+    }
+
+    /// Takes the message at `offset`, if held.
+    fn take(&mut self, offset: u64) -> Option<Message> {
+        let i = self.entries.partition_point(|(o, _)| *o < offset);
+        let m = match self.entries.get_mut(i) {
+            Some((o, slot)) if *o == offset => slot.take()?,
+            _ => return None,
+        };
+        self.bytes -= Self::cost(&m);
+        while self.entries.front().is_some_and(|(_, m)| m.is_none()) {
+            self.entries.pop_front();
+        }
+        Some(m)
+    }
+
+    /// Drops every entry at or above `from`.
+    fn clear_from(&mut self, from: u64) {
+        while self.entries.back().is_some_and(|(o, _)| *o >= from) {
+            if let Some((_, Some(m))) = self.entries.pop_back() {
+                self.bytes -= Self::cost(&m);
+            }
+        }
+    }
 }
 
 /// An append not yet known durable: a duplicate of one of its messages is confirmed with its
@@ -104,6 +168,7 @@ impl Queue {
                 appended_since_snapshot: 0,
                 safe_low_water: 0,
                 recent: VecDeque::new(),
+                tail: TailCache::default(),
             }),
         }
     }
@@ -210,6 +275,8 @@ impl Queue {
                 break;
             }
             let r = inner.recent.pop_back().expect("checked");
+            // The log takes these offsets back and will reuse them: forget their messages.
+            inner.tail.clear_from(r.first);
             for (h, off) in &r.hashes {
                 inner.core.dedup.remove_at(*h, *off);
             }
@@ -291,6 +358,7 @@ impl Queue {
         let mut published = Vec::with_capacity(messages.len());
         let mut records = Vec::with_capacity(add as usize);
         let mut entries = Vec::with_capacity(add as usize);
+        let mut cached = Vec::with_capacity(add as usize);
         for ((m, dup), hash) in messages.into_iter().zip(&duplicate).zip(&hashes) {
             let client_id = m.id.is_some();
             let id = m.id.unwrap_or_else(|| core.rng.hex128());
@@ -318,10 +386,27 @@ impl Queue {
                 priority: m.priority,
                 ready_at_ms,
             };
-            records.push(envelope::encode(&env, now_ms, m.key, &m.headers, m.body));
+            records.push(envelope::encode(
+                &env,
+                now_ms,
+                m.key.clone(),
+                &m.headers,
+                m.body.clone(),
+            ));
+            cached.push(Message {
+                envelope: env,
+                enqueued_at_ms: now_ms,
+                key: m.key,
+                headers: m.headers,
+                body: m.body,
+            });
         }
         if !records.is_empty() {
             let appended = self.log.append(&records)?;
+            for (i, m) in cached.into_iter().enumerate() {
+                inner.tail.push(appended.first_offset + i as u64, m);
+            }
+            let core = &mut inner.core;
             let mut ids = Vec::new();
             for (i, (mut e, hash)) in entries.into_iter().enumerate() {
                 e.offset = appended.first_offset + i as u64;
@@ -398,7 +483,7 @@ impl Queue {
         max: usize,
         lease_ms: Option<u64>,
     ) -> Result<Vec<Delivery>, BrokerError> {
-        let leased = {
+        let (leased, cached) = {
             let mut inner = self.inner.lock();
             let durable = self.log.stats().durable_offset;
             let (expired, promoted) = inner.core.advance(durable, now_ms);
@@ -415,20 +500,38 @@ impl Queue {
             if expired + promoted > 0 {
                 bump(&self.watch);
             }
-            leased
+            let cached: Vec<Option<Message>> =
+                leased.iter().map(|l| inner.tail.take(l.offset)).collect();
+            (leased, cached)
         };
         if leased.is_empty() {
             return Ok(Vec::new());
         }
-        let offsets: Vec<u64> = leased.iter().map(|l| l.offset).collect();
-        let mut records = self.read_records(&offsets)?;
+        // Only what the tail cache did not hold is read back from the log.
+        let offsets: Vec<u64> = leased
+            .iter()
+            .zip(&cached)
+            .filter(|(_, c)| c.is_none())
+            .map(|(l, _)| l.offset)
+            .collect();
+        let mut records = if offsets.is_empty() {
+            BTreeMap::new()
+        } else {
+            self.read_records(&offsets)?
+        };
         let mut out = Vec::with_capacity(leased.len());
-        for l in leased {
-            let Some(rec) = records.remove(&l.offset) else {
-                tracing::warn!(queue = %self.name, offset = l.offset, "leased message missing from its log");
-                continue;
+        for (l, cached) in leased.into_iter().zip(cached) {
+            let m = match cached {
+                Some(m) => m,
+                None => {
+                    let Some(rec) = records.remove(&l.offset) else {
+                        tracing::warn!(queue = %self.name, offset = l.offset, "leased message missing from its log");
+                        continue;
+                    };
+                    envelope::decode(rec)?
+                }
             };
-            out.push(delivery(envelope::decode(rec)?, &l));
+            out.push(delivery(m, &l));
         }
         Ok(out)
     }
