@@ -63,8 +63,13 @@ impl Metrics {
     }
 
     /// Renders everything in the Prometheus text format.
-    pub fn render(&self, queues: &[QueueStats]) -> String {
+    pub fn render(&self, queues: &[QueueStats], quarantined: &[(String, String)]) -> String {
         let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP weir_queues_quarantined Queues refused at start because their storage is damaged.\n# TYPE weir_queues_quarantined gauge\nweir_queues_quarantined {}",
+            quarantined.len()
+        );
         type Field = fn(&QueueStats) -> u64;
         let gauges: [(&str, &str, Field); 6] = [
             ("weir_queue_ready", "Messages ready for delivery.", |s| {

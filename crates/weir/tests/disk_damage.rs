@@ -355,6 +355,22 @@ async fn check_case(pristine: &Path, work: &Path, file: &Path, damage: Damage, e
                 .await
                 .expect("get");
             assert_eq!(r.status(), 409, "{what}");
+            // The listing names it under "quarantined" with the damage.
+            let list: serde_json::Value = client
+                .get(serve.url("/v1/queues"))
+                .send()
+                .await
+                .expect("list")
+                .json()
+                .await
+                .expect("json");
+            let listed = list["quarantined"].as_array().is_some_and(|q| {
+                q.iter().any(|e| {
+                    e["name"] == VICTIM
+                        && e["damage"].as_str().is_some_and(|d| d.contains(&file_name))
+                })
+            });
+            assert!(listed, "{what}: listed as quarantined: {list}");
             let (status, _) = call(
                 &client,
                 serve.url(&format!("/v1/queues/{VICTIM}/messages")),

@@ -203,7 +203,9 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = state.metrics.render(&state.broker.list_queues());
+    let text = state
+        .metrics
+        .render(&state.broker.list_queues(), &state.broker.quarantined());
     (
         [(
             header::CONTENT_TYPE,

@@ -61,7 +61,14 @@ pub async fn get_queue(
 /// `GET /v1/queues`.
 pub async fn list_queues(State(state): State<AppState>) -> Json<serde_json::Value> {
     let queues: Vec<_> = state.broker.list_queues().iter().map(stats_json).collect();
-    Json(json!({ "queues": queues }))
+    // Queues whose storage was found damaged at start: listed with the damage, never served.
+    let quarantined: Vec<_> = state
+        .broker
+        .quarantined()
+        .into_iter()
+        .map(|(name, damage)| json!({ "name": name, "damage": damage }))
+        .collect();
+    Json(json!({ "queues": queues, "quarantined": quarantined }))
 }
 
 /// `DELETE /v1/queues/{q}`: 204.
