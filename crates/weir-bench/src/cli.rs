@@ -114,6 +114,9 @@ pub struct BenchArgs {
     /// Data directory for `--spawn-server` (emptied first).
     #[arg(long, default_value = "/tmp/weir-bench-data")]
     pub data_dir: PathBuf,
+    /// Token for a server that requires authentication (native `Authenticate`, HTTP bearer).
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
     /// Pid of a running server to sample RSS from.
     #[arg(long, conflicts_with = "spawn_server")]
     pub server_pid: Option<u32>,
@@ -265,6 +268,7 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
     target.http_addr = args.http_addr.clone();
     target.pid = server.as_ref().map(SpawnedServer::pid).or(args.server_pid);
     target.batch = args.batch.max(1);
+    target.token = args.token.clone();
     if let Some(f) = &args.fsync {
         target.label_suffix = format!(", fsync {f}");
     }

@@ -50,6 +50,8 @@ pub struct WeirTarget {
     pub label_suffix: String,
     /// Extra queue settings sent when the queue is created (HTTP JSON object keys).
     pub queue_config: serde_json::Map<String, serde_json::Value>,
+    /// Token for a server with authentication (native `Authenticate`, HTTP bearer).
+    pub token: Option<String>,
 }
 
 impl WeirTarget {
@@ -63,6 +65,7 @@ impl WeirTarget {
             batch: 1,
             label_suffix: String::new(),
             queue_config: serde_json::Map::new(),
+            token: None,
         }
     }
 
@@ -70,17 +73,37 @@ impl WeirTarget {
         format!("http://{}", self.http_addr)
     }
 
-    fn http() -> anyhow::Result<reqwest::Client> {
+    fn http(&self) -> anyhow::Result<reqwest::Client> {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(token) = &self.token {
+            let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
+                .context("the token is not a valid header value")?;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         Ok(reqwest::Client::builder()
             .pool_max_idle_per_host(HTTP_MAX_IN_FLIGHT * 2)
             .tcp_nodelay(true)
+            .default_headers(headers)
             .build()?)
     }
 
     async fn native(&self) -> anyhow::Result<weir_client::Client> {
-        weir_client::Client::connect(self.addr.as_str())
-            .await
-            .with_context(|| format!("connecting to weir at {}", self.addr))
+        let connected = match &self.token {
+            Some(token) => {
+                weir_client::Client::connect_with_token(self.addr.as_str(), token.as_str()).await
+            }
+            None => weir_client::Client::connect(self.addr.as_str()).await,
+        };
+        connected.with_context(|| format!("connecting to weir at {}", self.addr))
+    }
+
+    /// The HTTP base path of what a workload publishes to: a queue, or a topic (fan-out).
+    fn http_path(&self, name: &str, w: &Workload) -> String {
+        match w.kind {
+            Kind::FanOut { .. } => format!("{}/v1/topics/{name}", self.http_base()),
+            _ => format!("{}/v1/queues/{name}", self.http_base()),
+        }
     }
 }
 
@@ -130,11 +153,34 @@ impl Target for WeirTarget {
     }
 
     fn supports(&self, kind: &Kind) -> bool {
-        // Topics and streams are not in Weir yet.
-        matches!(kind, Kind::Queue)
+        // Fan-out runs over HTTP topics (the native protocol has no topics yet); streams are not
+        // measured.
+        match kind {
+            Kind::Queue => true,
+            Kind::FanOut { .. } => self.transport == Transport::Http,
+            _ => false,
+        }
     }
 
-    async fn prepare(&self, name: &str, _w: &Workload) -> anyhow::Result<()> {
+    async fn prepare(&self, name: &str, w: &Workload) -> anyhow::Result<()> {
+        if let (Kind::FanOut { subscriptions }, Transport::Http) = (&w.kind, self.transport) {
+            let h = self.http()?;
+            let url = self.http_path(name, w);
+            let _ = h.delete(&url).send().await;
+            http_ok(h.put(&url).json(&serde_json::json!({})).send().await?)
+                .await
+                .with_context(|| format!("PUT {url}"))?;
+            for sub in 0..*subscriptions {
+                let mut config = self.queue_config.clone();
+                config.insert("lease_ms".into(), (LEASE.as_millis() as u64).into());
+                config.insert("start".into(), "oldest".into());
+                let sub_url = format!("{url}/subscriptions/s{sub}");
+                http_ok(h.put(&sub_url).json(&config).send().await?)
+                    .await
+                    .with_context(|| format!("PUT {sub_url}"))?;
+            }
+            return Ok(());
+        }
         match self.transport {
             Transport::Native => {
                 let c = self.native().await?;
@@ -149,7 +195,7 @@ impl Target for WeirTarget {
                     .with_context(|| format!("creating queue {name}"))?;
             }
             Transport::Http => {
-                let h = Self::http()?;
+                let h = self.http()?;
                 let url = format!("{}/v1/queues/{name}", self.http_base());
                 let _ = h.delete(&url).send().await;
                 let mut config = self.queue_config.clone();
@@ -162,7 +208,7 @@ impl Target for WeirTarget {
         Ok(())
     }
 
-    async fn producer(&self, name: &str, _w: &Workload) -> anyhow::Result<Box<dyn Producer>> {
+    async fn producer(&self, name: &str, w: &Workload) -> anyhow::Result<Box<dyn Producer>> {
         match self.transport {
             Transport::Native => {
                 let client = self.native().await?;
@@ -182,13 +228,16 @@ impl Target for WeirTarget {
                     client,
                     batcher: batcher.map(Arc::new),
                     queue: Arc::from(name),
-                    // Leave room for the odd other request on the connection.
-                    permits: Arc::new(Semaphore::new(max.saturating_sub(8).max(1))),
+                    // The workload's window (1,000 like the peers), within the server's
+                    // max_in_flight less room for the odd other request on the connection.
+                    permits: Arc::new(Semaphore::new(
+                        w.window.max(1).min(max.saturating_sub(8).max(1)),
+                    )),
                 }))
             }
             Transport::Http => Ok(Box::new(HttpProducer {
-                client: Self::http()?,
-                url: Arc::from(format!("{}/v1/queues/{name}/messages", self.http_base())),
+                client: self.http()?,
+                url: Arc::from(format!("{}/messages", self.http_path(name, w))),
                 permits: Arc::new(Semaphore::new(HTTP_MAX_IN_FLIGHT)),
             })),
         }
@@ -197,7 +246,7 @@ impl Target for WeirTarget {
     async fn consumer(
         &self,
         name: &str,
-        _sub: usize,
+        sub: usize,
         w: &Workload,
     ) -> anyhow::Result<Box<dyn Consumer>> {
         match self.transport {
@@ -221,23 +270,35 @@ impl Target for WeirTarget {
                     max_acks: MAX_ACKS_IN_FLIGHT.min(max.saturating_sub(16).max(1)),
                 }))
             }
-            Transport::Http => Ok(Box::new(HttpConsumer {
-                client: Self::http()?,
-                receive_url: format!("{}/v1/queues/{name}/receive", self.http_base()),
-                ack_url: Arc::from(format!("{}/v1/queues/{name}/ack", self.http_base())),
-                max: w.prefetch.clamp(1, 1000),
-                acks: FuturesUnordered::new(),
-            })),
+            Transport::Http => {
+                let base = match w.kind {
+                    Kind::FanOut { .. } => {
+                        format!("{}/subscriptions/s{sub}", self.http_path(name, w))
+                    }
+                    _ => self.http_path(name, w),
+                };
+                Ok(Box::new(HttpConsumer {
+                    client: self.http()?,
+                    receive_url: format!("{base}/receive"),
+                    ack_url: Arc::from(format!("{base}/ack")),
+                    max: w.prefetch.clamp(1, 1000),
+                    acks: FuturesUnordered::new(),
+                }))
+            }
         }
     }
 
-    async fn cleanup(&self, name: &str, _w: &Workload) -> anyhow::Result<()> {
+    async fn cleanup(&self, name: &str, w: &Workload) -> anyhow::Result<()> {
+        if let (Kind::FanOut { .. }, Transport::Http) = (&w.kind, self.transport) {
+            self.http()?.delete(self.http_path(name, w)).send().await?;
+            return Ok(());
+        }
         match self.transport {
             Transport::Native => {
                 self.native().await?.delete_queue(name).await?;
             }
             Transport::Http => {
-                let h = Self::http()?;
+                let h = self.http()?;
                 h.delete(format!("{}/v1/queues/{name}", self.http_base()))
                     .send()
                     .await?;
