@@ -338,22 +338,25 @@ impl Producer for NativeProducer {
                 Ok(())
             })));
         }
-        // One request per message; the permit keeps us within the server's in-flight limit.
+        // One request per message, sent now (no task per publish); the permit keeps us within
+        // the window and the server's in-flight limit.
         let permit = self.permits.clone().acquire_owned().await?;
-        let client = self.client.clone();
-        let queue = self.queue.clone();
-        Ok(join_confirm(tokio::spawn(async move {
-            let r = client.publish(&queue, vec![message]).await;
+        let answer = self
+            .client
+            .start_publish(&self.queue, vec![message])
+            .await?;
+        Ok(Box::pin(async move {
+            let r = answer.await;
             drop(permit);
             r?;
             Ok(())
-        })))
+        }))
     }
 }
 
 struct NativeConsumer {
     sub: weir_client::Consumer,
-    acks: FuturesUnordered<tokio::task::JoinHandle<Result<(), weir_client::ClientError>>>,
+    acks: FuturesUnordered<weir_client::PendingSettle>,
     max_acks: usize,
 }
 
@@ -366,7 +369,7 @@ impl std::fmt::Debug for NativeConsumer {
 impl NativeConsumer {
     fn reap(&mut self) -> anyhow::Result<()> {
         while let Some(Some(done)) = self.acks.next().now_or_never() {
-            done??;
+            done?;
         }
         Ok(())
     }
@@ -407,16 +410,17 @@ impl Consumer for NativeConsumer {
             .map_err(|_| anyhow::anyhow!("weir: unexpected ack token type"))?;
         while self.acks.len() >= self.max_acks {
             if let Some(done) = self.acks.next().await {
-                done??;
+                done?;
             }
         }
-        self.acks.push(tokio::spawn(d.ack()));
+        // Sent now (no task per ack); the answer is collected later.
+        self.acks.push(d.start_ack().await?);
         Ok(())
     }
 
     async fn finish(&mut self) -> anyhow::Result<()> {
         while let Some(done) = self.acks.next().await {
-            done??;
+            done?;
         }
         Ok(())
     }

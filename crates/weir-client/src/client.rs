@@ -203,6 +203,21 @@ impl Client {
         }
     }
 
+    /// Sends a publish without waiting for its answer: returns once the request is queued for
+    /// the connection, with a future that resolves as [`Client::publish`] does (once durable).
+    /// Keeps many publishes in flight on one connection without a task per publish.
+    pub async fn start_publish(
+        &self,
+        queue: &str,
+        messages: Vec<Message>,
+    ) -> Result<PendingPublish, ClientError> {
+        let payload = Payload::Publish {
+            queue: queue.to_string(),
+            messages: messages.into_iter().map(Message::into_wire).collect(),
+        };
+        Ok(PendingPublish(self.conn.send(payload).await?))
+    }
+
     /// Pulls up to `max` messages (1–1000), waiting up to `wait` (≤ 20 s) for the first.
     pub async fn receive(
         &self,
@@ -285,6 +300,26 @@ impl Client {
         options: ConsumerOptions,
     ) -> Result<Consumer, ClientError> {
         Consumer::open(self.clone(), queue, options).await
+    }
+}
+
+/// The answer to [`Client::start_publish`]: one result per message, once durable.
+#[derive(Debug)]
+#[must_use = "the publish is confirmed only when this resolves to Ok"]
+pub struct PendingPublish(crate::conn::Answer);
+
+impl std::future::Future for PendingPublish {
+    type Output = Result<Vec<Published>, ClientError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| match answer? {
+                Payload::Published(results) => Ok(results),
+                other => Err(unexpected("Published", &other)),
+            })
     }
 }
 

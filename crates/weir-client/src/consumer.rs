@@ -275,14 +275,25 @@ impl Delivery {
         self.settle(payload).await
     }
 
+    /// Sends the ack without waiting for its answer: returns once the request is queued for the
+    /// connection (the credit goes back then), with a future that resolves as [`Delivery::ack`]
+    /// does (once the ack is durable). Keeps many acks in flight without a task per ack.
+    pub async fn start_ack(mut self) -> Result<PendingSettle, ClientError> {
+        self.stop_extending();
+        let payload = Payload::Ack {
+            queue: self.shared.queue.clone(),
+            receipts: vec![std::mem::take(&mut self.receipt)],
+        };
+        let answer = self.shared.client.connection().send(payload).await?;
+        self.give_back_credit();
+        Ok(PendingSettle(answer))
+    }
+
     /// Sends an ack or nack, gives the credit back, then waits for the answer.
     async fn settle(mut self, payload: Payload) -> Result<(), ClientError> {
         let answer = self.shared.client.connection().send(payload).await?;
         self.give_back_credit();
-        match answer.await? {
-            Payload::ReceiptsDone { invalid, .. } => self.check(invalid),
-            other => Err(crate::client::unexpected("ReceiptsDone", &other)),
-        }
+        PendingSettle(answer).await
     }
 
     fn give_back_credit(&mut self) {
@@ -312,6 +323,30 @@ impl Delivery {
         if let Some(task) = self.extender.take() {
             task.abort();
         }
+    }
+}
+
+/// The answer to [`Delivery::start_ack`]: `Ok` once the ack is durable; an unknown, stale or
+/// expired receipt is [`ClientError::InvalidReceipt`].
+#[derive(Debug)]
+#[must_use = "the ack is confirmed only when this resolves to Ok"]
+pub struct PendingSettle(crate::conn::Answer);
+
+impl std::future::Future for PendingSettle {
+    type Output = Result<(), ClientError>;
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::pin::Pin::new(&mut self.0)
+            .poll(cx)
+            .map(|answer| match answer? {
+                Payload::ReceiptsDone { invalid, .. } => match invalid.into_iter().next() {
+                    Some(receipt) => Err(ClientError::InvalidReceipt { receipt }),
+                    None => Ok(()),
+                },
+                other => Err(crate::client::unexpected("ReceiptsDone", &other)),
+            })
     }
 }
 

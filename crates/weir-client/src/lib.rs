@@ -37,8 +37,8 @@ mod message;
 mod producer;
 
 pub use backoff::Backoff;
-pub use client::{Client, ConnectOptions, ReceiptsDone, CONNECT_TIMEOUT};
-pub use consumer::{Consumer, ConsumerOptions, Delivery};
+pub use client::{Client, ConnectOptions, PendingPublish, ReceiptsDone, CONNECT_TIMEOUT};
+pub use consumer::{Consumer, ConsumerOptions, Delivery, PendingSettle};
 pub use error::ClientError;
 pub use message::Message;
 pub use producer::{Producer, ProducerOptions};
