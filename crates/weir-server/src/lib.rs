@@ -40,6 +40,8 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Largest HTTP request body, in bytes.
     pub max_http_body_bytes: usize,
+    /// Longest time an HTTP client may take to send a request's head (slowloris guard).
+    pub http_header_read_timeout: Duration,
     /// Tokens and permissions; `None` serves without authentication (loopback only, unless
     /// `insecure`).
     pub auth: Option<Arc<auth::AuthConfig>>,
@@ -76,6 +78,7 @@ impl Default for ServerConfig {
             broker: BrokerOptions::default(),
             max_connections: 1024,
             max_http_body_bytes: 64 * 1024 * 1024,
+            http_header_read_timeout: Duration::from_secs(10),
             auth: None,
             insecure: false,
         }
@@ -159,7 +162,10 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     tasks.push(tokio::spawn(http::serve(
         http_listener,
         state,
-        config.max_connections,
+        http::HttpServeLimits {
+            max_connections: config.max_connections,
+            header_read_timeout: config.http_header_read_timeout,
+        },
         config.auth.clone(),
         shutdown_rx,
     )));

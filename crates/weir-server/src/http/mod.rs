@@ -216,13 +216,13 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Serves HTTP on `listener` until `shutdown` becomes true, with at most `max_connections`
-/// connections open at once (further clients wait in the kernel's accept backlog).
+/// connections open at once and a header-read timeout against slow clients (see `listener.rs`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
-    max_connections: usize,
+    limits: HttpServeLimits,
     auth: Option<Arc<crate::auth::AuthConfig>>,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
     let mut app = router(state);
     if let Some(auth) = auth {
@@ -231,13 +231,18 @@ pub async fn serve(
             crate::auth::require_token,
         ));
     }
-    let listener = listener::LimitedListener::new(listener, max_connections);
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            let _ = shutdown.wait_for(|stop| *stop).await;
-        })
-        .await;
-    if let Err(e) = result {
-        tracing::error!("HTTP server failed: {e}");
-    }
+    let limits = listener::HttpLimits {
+        max_connections: limits.max_connections,
+        header_read_timeout: limits.header_read_timeout,
+    };
+    listener::accept_loop(listener, app, limits, shutdown).await;
+}
+
+/// Connection limits of the HTTP listener.
+#[derive(Clone, Copy, Debug)]
+pub struct HttpServeLimits {
+    /// Most connections open at once.
+    pub max_connections: usize,
+    /// Longest time a client may take to send a request's head.
+    pub header_read_timeout: std::time::Duration,
 }
