@@ -224,10 +224,14 @@ impl Target for WeirTarget {
                         },
                     )
                 });
+                let room = max.saturating_sub(8).max(1);
                 Ok(Box::new(NativeProducer {
                     client,
                     batcher: batcher.map(Arc::new),
                     queue: Arc::from(name),
+                    // The driver keeps at most `window` confirms pending and polls them while
+                    // it waits; a permit is only ever short when the server allows less.
+                    direct: w.window.max(1) <= room,
                     // The workload's window (1,000 like the peers), within the server's
                     // max_in_flight less room for the odd other request on the connection.
                     permits: Arc::new(Semaphore::new(
@@ -317,6 +321,9 @@ struct NativeProducer {
     batcher: Option<Arc<weir_client::Producer>>,
     queue: Arc<str>,
     permits: Arc<Semaphore>,
+    /// Send from `publish` itself (no task): the window fits the server's in-flight limit, so
+    /// waiting for a permit never waits on a confirm the driver is not polling.
+    direct: bool,
 }
 
 impl std::fmt::Debug for NativeProducer {
@@ -341,6 +348,18 @@ impl Producer for NativeProducer {
         // One request per message, sent now (no task per publish); the permit keeps us within
         // the window and the server's in-flight limit.
         let permit = self.permits.clone().acquire_owned().await?;
+        if !self.direct {
+            // An older server with a smaller max_in_flight: a task per publish, so permits come
+            // back without the driver polling.
+            let client = self.client.clone();
+            let queue = self.queue.clone();
+            return Ok(join_confirm(tokio::spawn(async move {
+                let r = client.publish(&queue, vec![message]).await;
+                drop(permit);
+                r?;
+                Ok(())
+            })));
+        }
         let answer = self
             .client
             .start_publish(&self.queue, vec![message])
