@@ -49,9 +49,9 @@ struct Inner {
 }
 
 /// Most body (and id) bytes a queue's [`TailCache`] holds.
-const TAIL_CACHE_BYTES: usize = 4 << 20;
+const TAIL_CACHE_BYTES: usize = 16 << 20;
 /// Most messages a queue's [`TailCache`] holds.
-const TAIL_CACHE_MESSAGES: usize = 8192;
+const TAIL_CACHE_MESSAGES: usize = 32_768;
 
 /// The messages a queue appended most recently, by offset (ascending), so that a first delivery
 /// takes the message from here instead of reading back and CRC-checking what was just written.
