@@ -3,6 +3,7 @@
 //! the queue's mutex once, briefly; log reads of bodies happen outside it.
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -52,10 +53,17 @@ struct Inner {
 const TAIL_CACHE_BYTES: usize = 16 << 20;
 /// Most messages a queue's [`TailCache`] holds.
 const TAIL_CACHE_MESSAGES: usize = 32_768;
+/// Most bytes every queue's [`TailCache`] holds together: the process-wide bound, so that many
+/// queues with a backlog cannot make the caches grow with the number of queues.
+const TAIL_CACHE_TOTAL_BYTES: usize = 256 << 20;
+/// Bytes held by every queue's [`TailCache`] together.
+static TAIL_CACHE_TOTAL: AtomicUsize = AtomicUsize::new(0);
+const _: () = assert!(TAIL_CACHE_BYTES <= TAIL_CACHE_TOTAL_BYTES);
 
 /// The messages a queue appended most recently, by offset (ascending), so that a first delivery
 /// takes the message from here instead of reading back and CRC-checking what was just written.
-/// Bounded by [`TAIL_CACHE_BYTES`] and [`TAIL_CACHE_MESSAGES`] (oldest dropped first); a delivery
+/// Bounded by [`TAIL_CACHE_BYTES`] and [`TAIL_CACHE_MESSAGES`] per queue and by
+/// [`TAIL_CACHE_TOTAL_BYTES`] for the process (oldest dropped first); a delivery
 /// takes its entry out. It is only consulted for leased offsets, which are durable; the entries of
 /// an append that failed are dropped in [`Queue::reap`] before the log can reuse their offsets.
 #[derive(Debug, Default)]
@@ -69,17 +77,31 @@ impl TailCache {
         m.body.len() + m.envelope.id.len() + 64
     }
 
-    /// Adds a message at an offset above every held one.
+    fn add_bytes(&mut self, n: usize) {
+        self.bytes += n;
+        TAIL_CACHE_TOTAL.fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sub_bytes(&mut self, n: usize) {
+        self.bytes -= n;
+        TAIL_CACHE_TOTAL.fetch_sub(n, Ordering::Relaxed);
+    }
+
+    /// Adds a message at an offset above every held one, then drops the oldest entries while
+    /// this cache or all caches together are over their bounds (possibly the new one too).
     fn push(&mut self, offset: u64, m: Message) {
         if self.entries.back().is_some_and(|(o, _)| *o >= offset) {
             // Not ascending (not expected): start over rather than risk a stale entry.
             self.clear_from(0);
         }
-        self.bytes += Self::cost(&m);
+        self.add_bytes(Self::cost(&m));
         self.entries.push_back((offset, Some(m)));
-        while self.bytes > TAIL_CACHE_BYTES || self.entries.len() > TAIL_CACHE_MESSAGES {
+        while self.bytes > TAIL_CACHE_BYTES
+            || self.entries.len() > TAIL_CACHE_MESSAGES
+            || TAIL_CACHE_TOTAL.load(Ordering::Relaxed) > TAIL_CACHE_TOTAL_BYTES
+        {
             match self.entries.pop_front() {
-                Some((_, Some(m))) => self.bytes -= Self::cost(&m),
+                Some((_, Some(m))) => self.sub_bytes(Self::cost(&m)),
                 Some((_, None)) => {}
                 None => break,
             }
@@ -93,7 +115,7 @@ impl TailCache {
             Some((o, slot)) if *o == offset => slot.take()?,
             _ => return None,
         };
-        self.bytes -= Self::cost(&m);
+        self.sub_bytes(Self::cost(&m));
         while self.entries.front().is_some_and(|(_, m)| m.is_none()) {
             self.entries.pop_front();
         }
@@ -104,9 +126,15 @@ impl TailCache {
     fn clear_from(&mut self, from: u64) {
         while self.entries.back().is_some_and(|(o, _)| *o >= from) {
             if let Some((_, Some(m))) = self.entries.pop_back() {
-                self.bytes -= Self::cost(&m);
+                self.sub_bytes(Self::cost(&m));
             }
         }
+    }
+}
+
+impl Drop for TailCache {
+    fn drop(&mut self) {
+        TAIL_CACHE_TOTAL.fetch_sub(self.bytes, Ordering::Relaxed);
     }
 }
 
@@ -905,5 +933,50 @@ fn delivery(m: Message, l: &Leased) -> Delivery {
         enqueued_at_ms: m.enqueued_at_ms,
         priority: m.envelope.priority,
         lease_deadline_ms: l.deadline_ms,
+    }
+}
+
+#[cfg(test)]
+mod tail_cache_tests {
+    use super::*;
+
+    fn message(body_len: usize) -> Message {
+        Message {
+            envelope: Envelope {
+                id: "m".into(),
+                client_id: false,
+                priority: 0,
+                ready_at_ms: 0,
+            },
+            enqueued_at_ms: 0,
+            key: None,
+            headers: BTreeMap::new(),
+            body: Bytes::from(vec![0u8; body_len]),
+        }
+    }
+
+    #[test]
+    fn caches_are_bounded_per_queue_and_together() {
+        const MIB: usize = 1 << 20;
+        // 24 queues each offered 24 MiB: 576 MiB unbounded.
+        let mut caches: Vec<TailCache> = (0..24).map(|_| TailCache::default()).collect();
+        for offset in 0..24u64 {
+            for cache in &mut caches {
+                cache.push(offset, message(MIB));
+                assert!(cache.bytes <= TAIL_CACHE_BYTES);
+            }
+        }
+        let held: usize = caches.iter().map(|c| c.bytes).sum();
+        assert!(held <= TAIL_CACHE_TOTAL_BYTES, "{held} bytes held");
+        assert!(
+            held >= TAIL_CACHE_TOTAL_BYTES / 2,
+            "the budget is used: {held}"
+        );
+        // A take gives bytes back; dropping the caches gives everything back.
+        let before = caches[23].bytes;
+        let newest = caches[23].entries.back().map(|(o, _)| *o).expect("held");
+        assert!(caches[23].take(newest).is_some());
+        assert!(caches[23].bytes < before);
+        drop(caches);
     }
 }
