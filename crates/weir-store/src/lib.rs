@@ -17,6 +17,7 @@
 //! reader before it is durable under the log's fsync policy, so nothing downstream (a delivery, an
 //! ack, a committed offset) can ever refer to an offset that a crash could take back and reuse.
 
+pub mod codec;
 pub mod conformance;
 mod durable;
 mod error;

@@ -235,7 +235,7 @@ impl Task {
         let spec = TaskSpec::decode(r)?;
         let tag = r.u8()?;
         let state = TaskState::from_tag(tag).ok_or_else(|| r.error(format!("bad state {tag}")))?;
-        let max_attempts = r.u32()?;
+        let max_attempts = r.varint_u32()?;
         let created_ms = r.varint()?;
         let updated_ms = r.varint()?;
         let published = r.u8()? != 0;
@@ -251,7 +251,7 @@ impl Task {
         let mut attempts = Vec::new();
         for _ in 0..n {
             attempts.push(Attempt {
-                number: r.u32()?,
+                number: r.varint_u32()?,
                 started_ms: r.varint()?,
                 finished_ms: r.opt_u64()?,
                 worker: r.opt_string()?,

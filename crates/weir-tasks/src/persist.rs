@@ -89,7 +89,7 @@ impl Durable {
                     self.limits.remove(&name);
                 } else {
                     let interval_ms = r.varint()?;
-                    let burst = r.u32()?;
+                    let burst = r.varint_u32()?;
                     self.limits.insert(name, RateLimit { interval_ms, burst });
                 }
             }
