@@ -4,6 +4,7 @@
 //! that turn bad input into precise 400/413 errors, [`error`] the error body, [`openapi`] the
 //! served OpenAPI document.
 
+mod consume;
 pub mod error;
 pub mod extract;
 mod listener;

@@ -1,6 +1,6 @@
 //! Handlers for `/v1/queues/...` (DESIGN §4).
 
-use std::time::Duration;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,16 +8,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 use weir_broker::QueueConfig;
-use weir_proto::limits::{
-    MAX_BATCH_MESSAGES, MAX_LEASE_MS, MAX_RECEIVE_MESSAGES, MAX_WAIT_MS, MIN_LEASE_MS,
-};
 use weir_proto::ErrorCode;
 
+use super::consume::{self, Settle, Source};
 use super::error::ApiError;
 use super::extract::{JsonBody, Name};
 use super::wire::{
-    config_json, delivery_json, stats_json, PublishBody, PublishedOut, QueueConfigBody,
-    ReceiptsBody, ReceiveBody,
+    config_json, stats_json, PublishBody, QueueConfigBody, ReceiptsBody, ReceiveBody,
 };
 use super::AppState;
 
@@ -98,49 +95,10 @@ pub async fn publish(
     Name(name): Name,
     JsonBody(body): JsonBody<PublishBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    if body.messages.is_empty() {
-        return Err(ApiError::bad_request(
-            "messages must hold at least one message",
-        ));
-    }
-    if body.messages.len() > MAX_BATCH_MESSAGES {
-        return Err(ApiError::new(
-            ErrorCode::TooLarge,
-            format!(
-                "batch of {} messages exceeds the limit of {MAX_BATCH_MESSAGES}",
-                body.messages.len()
-            ),
-        ));
-    }
-    let messages = body
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| m.into_new_message(i))
-        .collect::<Result<Vec<_>, _>>()?;
-    let started = std::time::Instant::now();
+    let messages = consume::messages(body)?;
+    let started = Instant::now();
     let outcome = state.broker.publish(&name, messages)?;
-    outcome.durable.await?;
-    state.metrics.observe_confirm(started.elapsed());
-    let out: Vec<PublishedOut> = outcome
-        .messages
-        .into_iter()
-        .map(|p| PublishedOut {
-            id: p.id,
-            duplicate: p.duplicate,
-        })
-        .collect();
-    Ok(Json(json!({ "messages": out })))
-}
-
-fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<u64, ApiError> {
-    if (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(ApiError::bad_request(format!(
-            "{field} is {value}; it must be between {min} and {max}"
-        )))
-    }
+    Ok(Json(consume::confirm(&state, started, outcome).await?))
 }
 
 /// `POST /v1/queues/{q}/receive`: long-polls up to `wait_ms` for the first message.
@@ -149,67 +107,9 @@ pub async fn receive(
     Name(name): Name,
     JsonBody(body): JsonBody<ReceiveBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let max = check_range("max", body.max.unwrap_or(1), 1, MAX_RECEIVE_MESSAGES as u64)? as usize;
-    let wait_ms = check_range("wait_ms", body.wait_ms.unwrap_or(0), 0, MAX_WAIT_MS)?;
-    let lease_ms = body
-        .lease_ms
-        .map(|l| check_range("lease_ms", l, MIN_LEASE_MS, MAX_LEASE_MS))
-        .transpose()?;
-    let deliveries = receive_waiting(&state, &name, max, wait_ms, lease_ms).await?;
-    let now = state.clock_ms();
-    for d in &deliveries {
-        state
-            .metrics
-            .observe_delivery_age_ms(now.saturating_sub(d.enqueued_at_ms));
-    }
-    let out: Vec<_> = deliveries.iter().map(delivery_json).collect();
-    Ok(Json(json!({ "messages": out })))
-}
-
-/// Receives, waiting on the queue's watch channel and its next due time until `wait_ms` passes.
-pub async fn receive_waiting(
-    state: &AppState,
-    name: &str,
-    max: usize,
-    wait_ms: u64,
-    lease_ms: Option<u64>,
-) -> Result<Vec<weir_broker::Delivery>, ApiError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-    let mut watch = state.broker.watch_queue(name)?;
-    loop {
-        watch.borrow_and_update();
-        let got = state.broker.receive(name, max, lease_ms)?;
-        let now = tokio::time::Instant::now();
-        if !got.is_empty() || now >= deadline {
-            return Ok(got);
-        }
-        let mut wake = deadline;
-        if let Some(due_ms) = state.broker.next_due_ms(name)? {
-            let in_ms = due_ms.saturating_sub(state.clock_ms());
-            wake = wake.min(now + Duration::from_millis(in_ms.max(1)));
-        }
-        tokio::select! {
-            changed = watch.changed() => {
-                if changed.is_err() {
-                    return Err(ApiError::new(ErrorCode::NotFound, format!("queue {name} was deleted")));
-                }
-            }
-            _ = tokio::time::sleep_until(wake) => {}
-        }
-    }
-}
-
-fn check_receipts(receipts: &[String]) -> Result<(), ApiError> {
-    if receipts.len() > MAX_BATCH_MESSAGES {
-        return Err(ApiError::new(
-            ErrorCode::TooLarge,
-            format!(
-                "{} receipts exceed the limit of {MAX_BATCH_MESSAGES}",
-                receipts.len()
-            ),
-        ));
-    }
-    Ok(())
+    Ok(Json(
+        consume::receive(&state, Source::Queue(&name), body).await?,
+    ))
 }
 
 /// `POST /v1/queues/{q}/ack`.
@@ -218,15 +118,8 @@ pub async fn ack(
     Name(name): Name,
     JsonBody(body): JsonBody<ReceiptsBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_receipts(&body.receipts)?;
-    if body.delay_ms.is_some() || body.lease_ms.is_some() {
-        return Err(ApiError::bad_request("ack takes only receipts"));
-    }
-    let outcome = state.broker.ack(&name, &body.receipts)?;
-    outcome.durable.await?;
-    Ok(Json(
-        json!({ "acked": outcome.done, "invalid": outcome.invalid }),
-    ))
+    let out = consume::settle(&state, Source::Queue(&name), Settle::Ack, body).await?;
+    Ok(Json(out))
 }
 
 /// `POST /v1/queues/{q}/nack`.
@@ -235,15 +128,8 @@ pub async fn nack(
     Name(name): Name,
     JsonBody(body): JsonBody<ReceiptsBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_receipts(&body.receipts)?;
-    if body.lease_ms.is_some() {
-        return Err(ApiError::bad_request("nack takes receipts and delay_ms"));
-    }
-    let outcome = state.broker.nack(&name, &body.receipts, body.delay_ms)?;
-    outcome.durable.await?;
-    Ok(Json(
-        json!({ "nacked": outcome.done, "invalid": outcome.invalid }),
-    ))
+    let out = consume::settle(&state, Source::Queue(&name), Settle::Nack, body).await?;
+    Ok(Json(out))
 }
 
 /// `POST /v1/queues/{q}/extend`.
@@ -252,17 +138,6 @@ pub async fn extend(
     Name(name): Name,
     JsonBody(body): JsonBody<ReceiptsBody>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    check_receipts(&body.receipts)?;
-    if body.delay_ms.is_some() {
-        return Err(ApiError::bad_request("extend takes receipts and lease_ms"));
-    }
-    let lease_ms = body
-        .lease_ms
-        .ok_or_else(|| ApiError::bad_request("extend needs lease_ms"))?;
-    let lease_ms = check_range("lease_ms", lease_ms, MIN_LEASE_MS, MAX_LEASE_MS)?;
-    let outcome = state.broker.extend(&name, &body.receipts, lease_ms)?;
-    outcome.durable.await?;
-    Ok(Json(
-        json!({ "extended": outcome.done, "invalid": outcome.invalid }),
-    ))
+    let out = consume::settle(&state, Source::Queue(&name), Settle::Extend, body).await?;
+    Ok(Json(out))
 }

@@ -2,7 +2,7 @@
 //! subscription is a full queue over it, addressed as `/v1/topics/{t}/subscriptions/{s}`.
 //! Bodies and answers of publish, receive, ack, nack and extend are those of a queue.
 
-use std::time::Duration;
+use std::time::Instant;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,17 +10,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
-use weir_broker::{Delivery, QueueConfig, SubscriptionStart, TopicConfig, TopicStats};
-use weir_proto::limits::{
-    MAX_BATCH_MESSAGES, MAX_LEASE_MS, MAX_RECEIVE_MESSAGES, MAX_WAIT_MS, MIN_LEASE_MS,
-};
+use weir_broker::{QueueConfig, SubscriptionStart, TopicConfig, TopicStats};
 use weir_proto::ErrorCode;
 
+use super::consume::{self, Settle, Source};
 use super::error::ApiError;
 use super::extract::{JsonBody, Name, Names};
 use super::wire::{
-    config_json, delivery_json, stats_json, PublishBody, PublishedOut, QueueConfigBody,
-    ReceiptsBody, ReceiveBody,
+    config_json, stats_json, PublishBody, QueueConfigBody, ReceiptsBody, ReceiveBody,
 };
 use super::AppState;
 
@@ -195,101 +192,10 @@ pub async fn publish(
     Name(name): Name,
     JsonBody(body): JsonBody<PublishBody>,
 ) -> Result<Json<Value>, ApiError> {
-    if body.messages.is_empty() {
-        return Err(ApiError::bad_request(
-            "messages must hold at least one message",
-        ));
-    }
-    if body.messages.len() > MAX_BATCH_MESSAGES {
-        return Err(ApiError::new(
-            ErrorCode::TooLarge,
-            format!(
-                "batch of {} messages exceeds the limit of {MAX_BATCH_MESSAGES}",
-                body.messages.len()
-            ),
-        ));
-    }
-    let messages = body
-        .messages
-        .into_iter()
-        .enumerate()
-        .map(|(i, m)| m.into_new_message(i))
-        .collect::<Result<Vec<_>, _>>()?;
-    let started = std::time::Instant::now();
+    let messages = consume::messages(body)?;
+    let started = Instant::now();
     let outcome = state.broker.publish_topic(&name, messages)?;
-    outcome.durable.await?;
-    state.metrics.observe_confirm(started.elapsed());
-    let out: Vec<PublishedOut> = outcome
-        .messages
-        .into_iter()
-        .map(|p| PublishedOut {
-            id: p.id,
-            duplicate: p.duplicate,
-        })
-        .collect();
-    Ok(Json(json!({ "messages": out })))
-}
-
-fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result<u64, ApiError> {
-    if (min..=max).contains(&value) {
-        Ok(value)
-    } else {
-        Err(ApiError::bad_request(format!(
-            "{field} is {value}; it must be between {min} and {max}"
-        )))
-    }
-}
-
-fn check_receipts(receipts: &[String]) -> Result<(), ApiError> {
-    if receipts.len() > MAX_BATCH_MESSAGES {
-        return Err(ApiError::new(
-            ErrorCode::TooLarge,
-            format!(
-                "{} receipts exceed the limit of {MAX_BATCH_MESSAGES}",
-                receipts.len()
-            ),
-        ));
-    }
-    Ok(())
-}
-
-/// Receives from a subscription, waiting on its watch channel and next due time until `wait_ms`.
-async fn receive_waiting(
-    state: &AppState,
-    topic: &str,
-    sub: &str,
-    max: usize,
-    wait_ms: u64,
-    lease_ms: Option<u64>,
-) -> Result<Vec<Delivery>, ApiError> {
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
-    let mut watch = state.broker.watch_subscription(topic, sub)?;
-    loop {
-        watch.borrow_and_update();
-        let got = state
-            .broker
-            .receive_subscription(topic, sub, max, lease_ms)?;
-        let now = tokio::time::Instant::now();
-        if !got.is_empty() || now >= deadline {
-            return Ok(got);
-        }
-        let mut wake = deadline;
-        if let Some(due_ms) = state.broker.subscription_next_due_ms(topic, sub)? {
-            let in_ms = due_ms.saturating_sub(state.clock_ms());
-            wake = wake.min(now + Duration::from_millis(in_ms.max(1)));
-        }
-        tokio::select! {
-            changed = watch.changed() => {
-                if changed.is_err() {
-                    return Err(ApiError::new(
-                        ErrorCode::NotFound,
-                        format!("subscription {topic}/{sub} was deleted"),
-                    ));
-                }
-            }
-            _ = tokio::time::sleep_until(wake) => {}
-        }
-    }
+    Ok(Json(consume::confirm(&state, started, outcome).await?))
 }
 
 /// `POST /v1/topics/{t}/subscriptions/{s}/receive`: as a queue's.
@@ -298,15 +204,8 @@ pub async fn receive(
     Names(topic, sub): Names,
     JsonBody(body): JsonBody<ReceiveBody>,
 ) -> Result<Json<Value>, ApiError> {
-    let max = check_range("max", body.max.unwrap_or(1), 1, MAX_RECEIVE_MESSAGES as u64)? as usize;
-    let wait_ms = check_range("wait_ms", body.wait_ms.unwrap_or(0), 0, MAX_WAIT_MS)?;
-    let lease_ms = body
-        .lease_ms
-        .map(|l| check_range("lease_ms", l, MIN_LEASE_MS, MAX_LEASE_MS))
-        .transpose()?;
-    let deliveries = receive_waiting(&state, &topic, &sub, max, wait_ms, lease_ms).await?;
-    let out: Vec<Value> = deliveries.iter().map(delivery_json).collect();
-    Ok(Json(json!({ "messages": out })))
+    let source = Source::Subscription(&topic, &sub);
+    Ok(Json(consume::receive(&state, source, body).await?))
 }
 
 /// `POST /v1/topics/{t}/subscriptions/{s}/ack`.
@@ -315,16 +214,9 @@ pub async fn ack(
     Names(topic, sub): Names,
     JsonBody(body): JsonBody<ReceiptsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_receipts(&body.receipts)?;
-    if body.delay_ms.is_some() || body.lease_ms.is_some() {
-        return Err(ApiError::bad_request("ack takes only receipts"));
-    }
-    let outcome = state
-        .broker
-        .ack_subscription(&topic, &sub, &body.receipts)?;
-    outcome.durable.await?;
+    let source = Source::Subscription(&topic, &sub);
     Ok(Json(
-        json!({ "acked": outcome.done, "invalid": outcome.invalid }),
+        consume::settle(&state, source, Settle::Ack, body).await?,
     ))
 }
 
@@ -334,16 +226,9 @@ pub async fn nack(
     Names(topic, sub): Names,
     JsonBody(body): JsonBody<ReceiptsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_receipts(&body.receipts)?;
-    if body.lease_ms.is_some() {
-        return Err(ApiError::bad_request("nack takes receipts and delay_ms"));
-    }
-    let outcome = state
-        .broker
-        .nack_subscription(&topic, &sub, &body.receipts, body.delay_ms)?;
-    outcome.durable.await?;
+    let source = Source::Subscription(&topic, &sub);
     Ok(Json(
-        json!({ "nacked": outcome.done, "invalid": outcome.invalid }),
+        consume::settle(&state, source, Settle::Nack, body).await?,
     ))
 }
 
@@ -353,19 +238,8 @@ pub async fn extend(
     Names(topic, sub): Names,
     JsonBody(body): JsonBody<ReceiptsBody>,
 ) -> Result<Json<Value>, ApiError> {
-    check_receipts(&body.receipts)?;
-    if body.delay_ms.is_some() {
-        return Err(ApiError::bad_request("extend takes receipts and lease_ms"));
-    }
-    let lease_ms = body
-        .lease_ms
-        .ok_or_else(|| ApiError::bad_request("extend needs lease_ms"))?;
-    let lease_ms = check_range("lease_ms", lease_ms, MIN_LEASE_MS, MAX_LEASE_MS)?;
-    let outcome = state
-        .broker
-        .extend_subscription(&topic, &sub, &body.receipts, lease_ms)?;
-    outcome.durable.await?;
+    let source = Source::Subscription(&topic, &sub);
     Ok(Json(
-        json!({ "extended": outcome.done, "invalid": outcome.invalid }),
+        consume::settle(&state, source, Settle::Extend, body).await?,
     ))
 }
