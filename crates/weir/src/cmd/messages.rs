@@ -90,27 +90,59 @@ pub(crate) async fn publish(args: PublishArgs, api: &Api) -> anyhow::Result<()> 
     }
     let headers: BTreeMap<String, String> = args.headers.into_iter().collect();
     let started = Instant::now();
+    let fields = MessageFields {
+        priority: args.priority,
+        delay_ms: args.delay_ms,
+        headers: &headers,
+        key: args.key.as_deref(),
+        id: args.id.as_deref(),
+    };
+    let path = format!("/v1/queues/{}/messages", args.queue);
+    let (stored, duplicates) = publish_in_batches(api, &path, &bodies, args.batch, &fields).await?;
+    eprintln!(
+        "confirmed {stored} messages ({duplicates} duplicates) in {:.1?}",
+        started.elapsed()
+    );
+    Ok(())
+}
+
+/// Per-message fields shared by every message of one `publish` command.
+#[derive(Debug)]
+pub(crate) struct MessageFields<'a> {
+    pub(crate) priority: u8,
+    pub(crate) delay_ms: u64,
+    pub(crate) headers: &'a BTreeMap<String, String>,
+    pub(crate) key: Option<&'a str>,
+    pub(crate) id: Option<&'a str>,
+}
+
+/// Publishes `bodies` to `path` (a queue's or topic's `/messages`) in batches of `batch`, waiting
+/// for each confirm; returns (stored, duplicates).
+pub(crate) async fn publish_in_batches(
+    api: &Api,
+    path: &str,
+    bodies: &[String],
+    batch: usize,
+    fields: &MessageFields<'_>,
+) -> anyhow::Result<(u64, u64)> {
     let (mut stored, mut duplicates) = (0u64, 0u64);
-    for chunk in bodies.chunks(args.batch) {
+    for chunk in bodies.chunks(batch) {
         let messages: Vec<Value> = chunk
             .iter()
             .map(|body| {
-                let mut m = json!({ "body": body, "priority": args.priority, "delay_ms": args.delay_ms, "headers": headers });
-                if let Some(k) = &args.key {
+                let mut m = json!({ "body": body, "priority": fields.priority,
+                                    "delay_ms": fields.delay_ms, "headers": fields.headers });
+                if let Some(k) = fields.key {
                     m["key"] = json!(k);
                 }
-                if let Some(id) = &args.id {
+                if let Some(id) = fields.id {
                     m["id"] = json!(id);
                 }
                 m
             })
             .collect();
         let out = api
-            .call(
-                Method::POST,
-                &format!("/v1/queues/{}/messages", args.queue),
-                Some(&json!({ "messages": messages })),
-            )
+            .call(Method::POST, path, Some(&json!({ "messages": messages })))
             .await?;
         for m in out["messages"].as_array().into_iter().flatten() {
             if m["duplicate"].as_bool() == Some(true) {
@@ -120,11 +152,7 @@ pub(crate) async fn publish(args: PublishArgs, api: &Api) -> anyhow::Result<()> 
             }
         }
     }
-    eprintln!(
-        "confirmed {stored} messages ({duplicates} duplicates) in {:.1?}",
-        started.elapsed()
-    );
-    Ok(())
+    Ok((stored, duplicates))
 }
 
 pub(crate) async fn consume(args: ConsumeArgs, api: &Api) -> anyhow::Result<()> {

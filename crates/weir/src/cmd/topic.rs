@@ -12,6 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::http_client::Api;
+use super::messages::{publish_in_batches, MessageFields};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum TopicCommand {
@@ -285,37 +286,15 @@ async fn publish(args: PublishArgs, api: &Api) -> anyhow::Result<()> {
     }
     let headers: BTreeMap<String, String> = args.headers.into_iter().collect();
     let started = Instant::now();
-    let (mut stored, mut duplicates) = (0u64, 0u64);
-    for chunk in bodies.chunks(args.batch) {
-        let messages: Vec<Value> = chunk
-            .iter()
-            .map(|body| {
-                let mut m = json!({ "body": body, "priority": args.priority,
-                                    "delay_ms": args.delay_ms, "headers": headers });
-                if let Some(k) = &args.key {
-                    m["key"] = json!(k);
-                }
-                if let Some(id) = &args.id {
-                    m["id"] = json!(id);
-                }
-                m
-            })
-            .collect();
-        let out = api
-            .call(
-                Method::POST,
-                &format!("/v1/topics/{}/messages", args.topic),
-                Some(&json!({ "messages": messages })),
-            )
-            .await?;
-        for m in out["messages"].as_array().into_iter().flatten() {
-            if m["duplicate"].as_bool() == Some(true) {
-                duplicates += 1;
-            } else {
-                stored += 1;
-            }
-        }
-    }
+    let fields = MessageFields {
+        priority: args.priority,
+        delay_ms: args.delay_ms,
+        headers: &headers,
+        key: args.key.as_deref(),
+        id: args.id.as_deref(),
+    };
+    let path = format!("/v1/topics/{}/messages", args.topic);
+    let (stored, duplicates) = publish_in_batches(api, &path, &bodies, args.batch, &fields).await?;
     eprintln!(
         "confirmed {stored} messages ({duplicates} duplicates) to topic {} in {:.1?}",
         args.topic,
