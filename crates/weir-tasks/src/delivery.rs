@@ -463,7 +463,9 @@ impl TaskService {
             self.notify();
         }
         for t in unpublished {
-            if let Err(e) = self.publish(&t, 0, true).await {
+            // What is left of its delay (and rate-limit wait): a crash must not make it early.
+            let delay_ms = t.ready_ms.saturating_sub(self.now_ms());
+            if let Err(e) = self.publish(&t, delay_ms, true).await {
                 tracing::warn!(task = %t.id, error = %e, "re-publishing a task failed; will retry");
             }
         }

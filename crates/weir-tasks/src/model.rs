@@ -188,6 +188,9 @@ pub struct Task {
     pub workflow: Option<String>,
     /// Final tasks are forgotten after this time.
     pub expires_ms: Option<u64>,
+    /// When its first delivery may happen (submission time plus its delay and any rate-limit
+    /// wait). A re-publish after a crash keeps what is left of the delay rather than none.
+    pub ready_ms: u64,
 }
 
 impl Task {
@@ -204,7 +207,7 @@ impl Task {
     }
 
     pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        out.push(1); // version
+        out.push(2); // version (2 added `ready_ms` at the end)
         put_str(out, &self.id);
         self.spec.encode(out);
         out.push(self.state.tag());
@@ -224,11 +227,12 @@ impl Task {
         }
         put_opt_str(out, self.workflow.as_deref());
         put_opt_u64(out, self.expires_ms);
+        put_varint(out, self.ready_ms);
     }
 
     pub(crate) fn decode(r: &mut Reader<'_>) -> Result<Task, StoreError> {
         let version = r.u8()?;
-        if version != 1 {
+        if version != 1 && version != 2 {
             return Err(r.error(format!("unknown task record version {version}")));
         }
         let id = r.string()?;
@@ -258,6 +262,14 @@ impl Task {
                 error: r.opt_string()?,
             });
         }
+        let workflow = r.opt_string()?;
+        let expires_ms = r.opt_u64()?;
+        // Version 1 records did not keep the delay: due at once, as they always were.
+        let ready_ms = if version >= 2 {
+            r.varint()?
+        } else {
+            created_ms
+        };
         Ok(Task {
             id,
             spec,
@@ -269,8 +281,9 @@ impl Task {
             result,
             error,
             attempts,
-            workflow: r.opt_string()?,
-            expires_ms: r.opt_u64()?,
+            workflow,
+            expires_ms,
+            ready_ms,
         })
     }
 }
@@ -310,6 +323,7 @@ mod tests {
             attempts: Vec::new(),
             workflow: Some("wf".into()),
             expires_ms: None,
+            ready_ms: 42,
         };
         t.push_attempt(Attempt {
             number: 1,
@@ -322,6 +336,20 @@ mod tests {
         t.encode(&mut out);
         let back = Task::decode(&mut Reader::new("t", &out)).unwrap();
         assert_eq!(back, t);
+
+        // A version-1 record (written before `ready_ms` existed) reads as due at creation.
+        let mut v1 = out.clone();
+        v1[0] = 1;
+        v1.pop(); // `ready_ms` = 42 is one varint byte at the end
+        let old = Task::decode(&mut Reader::new("t", &v1)).unwrap();
+        assert_eq!(old.ready_ms, t.created_ms);
+        assert_eq!(
+            Task {
+                ready_ms: 42,
+                ..old
+            },
+            t
+        );
         assert_eq!(truncate("héllo".into(), 2), "h");
     }
 }

@@ -338,6 +338,7 @@ impl TaskService {
                 attempts: Vec::new(),
                 workflow: workflow.map(str::to_string),
                 expires_ms: None,
+                ready_ms: now.saturating_add(s.delay_ms).saturating_add(rate_delay_ms),
             };
             let durable = self.journal(&[Entry::PutTask(&task)])?;
             if let Some(k) = &spec.unique_key {
@@ -578,6 +579,7 @@ mod tests {
             attempts: Vec::new(),
             workflow: None,
             expires_ms: None,
+            ready_ms: 0,
         }
     }
 
@@ -607,6 +609,29 @@ mod tests {
         tasks.tick().await;
         assert_eq!(broker.queue_stats("jobs").unwrap().total, 2);
         assert!(tasks.get("t2").unwrap().published);
+    }
+
+    /// A crash between journaling a delayed task and publishing its message: the recovery
+    /// re-publish keeps what is left of the delay instead of delivering the task at once.
+    #[tokio::test]
+    async fn a_republished_task_keeps_the_rest_of_its_delay() {
+        let (broker, tasks) = service();
+        let now = tasks.now_ms();
+        let mut due_later = record("later");
+        due_later.ready_ms = now + 60_000;
+        let mut overdue = record("overdue");
+        overdue.ready_ms = now - 5_000;
+        {
+            let mut inner = tasks.inner.lock();
+            inner.d.tasks.insert(due_later.id.clone(), due_later);
+            inner.d.tasks.insert(overdue.id.clone(), overdue);
+        }
+        tasks.tick().await;
+        let stats = broker.queue_stats("jobs").unwrap();
+        assert_eq!((stats.ready, stats.delayed), (1, 1));
+        let got = broker.receive("jobs", 10, None).unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].id, "overdue");
     }
 
     /// A waiter does not return a final state before it is durable and its message settled.
