@@ -4,7 +4,8 @@
 //! `cargo run --release -p weir-log --example log_bench -- [--dir DIR] [--secs S] [--window W]`
 //!
 //! `--window W` (default 1): appends each appender keeps in flight before waiting (1 = append,
-//! wait for durable, repeat).
+//! wait for durable, repeat). `--sizes 100,1024` and `--appenders 64` pick the rows (default:
+//! every size of 100, 1024, 65536 bytes with 1, 8 and 64 appenders). `--help` prints this.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -22,6 +23,22 @@ struct Args {
     dir: PathBuf,
     secs: f64,
     window: usize,
+    sizes: Vec<usize>,
+    appenders: Vec<usize>,
+}
+
+const USAGE: &str = "log_bench [--dir DIR] [--secs S] [--window W] [--sizes 100,1024,65536] \
+[--appenders 1,8,64]
+  Measures the disk's raw sequential-write bandwidth and fdatasync latency, then appends under
+  fsync=always (each appender a thread keeping W appends in flight) and a warm read.";
+
+fn list(v: &str, default: &[usize]) -> Vec<usize> {
+    let out: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+    if out.is_empty() {
+        default.to_vec()
+    } else {
+        out
+    }
 }
 
 fn args() -> Args {
@@ -29,14 +46,22 @@ fn args() -> Args {
         dir: PathBuf::from("target/log-bench"),
         secs: 2.0,
         window: 1,
+        sizes: vec![100, 1024, 64 * 1024],
+        appenders: vec![1, 8, 64],
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
+    if v.iter().any(|x| x == "--help" || x == "-h") {
+        println!("{USAGE}");
+        std::process::exit(0);
+    }
     let mut i = 0;
     while i + 1 < v.len() {
         match v[i].as_str() {
             "--dir" => a.dir = PathBuf::from(&v[i + 1]),
             "--secs" => a.secs = v[i + 1].parse().unwrap_or(a.secs),
             "--window" => a.window = v[i + 1].parse().unwrap_or(a.window).max(1),
+            "--sizes" => a.sizes = list(&v[i + 1], &a.sizes),
+            "--appenders" => a.appenders = list(&v[i + 1], &a.appenders),
             other => eprintln!("ignoring {other}"),
         }
         i += 2;
@@ -153,9 +178,13 @@ fn main() {
         "record", "appenders", "records/s", "MiB/s", "% raw"
     );
     let mut n = 0;
-    for size in [100usize, 1024, 64 * 1024] {
-        for appenders in [1usize, 8, 64] {
+    let mut read_log = None; // the last 1 KiB log: the warm read's input
+    for &size in &a.sizes {
+        for &appenders in &a.appenders {
             n += 1;
+            if size == 1024 {
+                read_log = Some(format!("bench/l{n}"));
+            }
             let name = StoreName::parse(&format!("bench/l{n}")).expect("name");
             let log = store
                 .open_log(&name, &LogConfig::default())
@@ -171,10 +200,15 @@ fn main() {
             );
         }
     }
-    // Reads from a warm segment: the 1 KiB / 64-appender log.
+    // Reads from a warm segment: the last 1 KiB log written (1 KiB / 64 appenders by default).
+    let Some(read_log) = read_log else {
+        drop(store);
+        let _ = std::fs::remove_dir_all(&a.dir);
+        return;
+    };
     let log = store
         .open_log(
-            &StoreName::parse("bench/l6").expect("name"),
+            &StoreName::parse(&read_log).expect("name"),
             &LogConfig::default(),
         )
         .expect("open");

@@ -219,9 +219,13 @@ impl LogShared {
     }
 
     fn append(self: &Arc<Self>, records: &[Record]) -> Result<Appended, StoreError> {
-        let mut batch = record::encode_batch(records, self.config.max_record_bytes)?;
-        let batch_bytes = batch.buf.len() as u64;
-        let mut st = self.state.lock();
+        // Everything that reads the bodies (validation, CRC) and allocates happens before the
+        // lock; under it, offsets are assigned and the frames copied into the pending buffer.
+        let batch = record::prepare_batch(records, self.config.max_record_bytes)?;
+        let batch_bytes = batch.bytes as u64;
+        let (tx, rx) = oneshot::channel();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
         if let Some(e) = &st.failed {
             return Err(e.clone());
         }
@@ -232,19 +236,15 @@ impl LogShared {
             });
         }
         let first = st.next_offset;
-        let mut run_start = 0usize; // start in batch.buf of bytes not yet queued
-        let mut run_offset = first; // offset of the record at run_start
-        for e in &batch.records {
+        let seg_bytes = self.config.segment_bytes;
+        for (r, p) in records.iter().zip(batch.frames()) {
             let offset = st.next_offset;
-            let seg_bytes = self.config.segment_bytes;
+            let frame_len = p.frame_len as u64;
             let roll = st
                 .segments
                 .back()
-                .is_some_and(|s| s.size > 0 && s.size + e.frame_len as u64 > seg_bytes);
+                .is_some_and(|s| s.size > 0 && s.size + frame_len > seg_bytes);
             if roll {
-                queue_bytes(&mut st, &batch.buf[run_start..e.start], run_offset);
-                run_start = e.start;
-                run_offset = offset;
                 let sealed_index = st.segments.back().map(|s| s.index.clone());
                 st.segments.push_back(Segment {
                     base: offset,
@@ -265,14 +265,15 @@ impl LogShared {
                     roll: Some(sealed_index.unwrap_or_default()),
                 });
             }
-            e.finish(&mut batch.buf[e.start..e.start + e.frame_len], offset);
             // Invariant: a log always has at least one segment (recovery creates the first,
             // reclaim never removes the last).
             let Some(seg) = st.segments.back_mut() else {
                 unreachable!("a log has at least one segment")
             };
             let position = seg.size;
-            seg.max_ts = seg.max_ts.max(e.timestamp_ms);
+            let chunk = pending_chunk(&mut st.pending, &mut st.spare, seg.base, position, offset);
+            record::write_frame(&mut chunk.bytes, r, p, offset);
+            seg.max_ts = seg.max_ts.max(r.timestamp_ms);
             if index::wants_entry(seg.last_entry_position(), position) {
                 seg.index.push(IndexEntry {
                     rel_offset: (offset - seg.base) as u32,
@@ -280,18 +281,16 @@ impl LogShared {
                     max_ts: seg.max_ts,
                 });
             }
-            seg.size += e.frame_len as u64;
+            seg.size += frame_len;
             seg.next_offset = offset + 1;
             st.next_offset = offset + 1;
-            st.total_bytes += e.frame_len as u64;
+            st.total_bytes += frame_len;
         }
-        queue_bytes(&mut st, &batch.buf[run_start..], run_offset);
         st.pending_bytes += batch_bytes;
         let next = st.next_offset;
-        let (tx, rx) = oneshot::channel();
         st.waiters.push_back((next, tx));
-        let enqueue = Self::mark_scheduled(&mut st);
-        drop(st);
+        let enqueue = Self::mark_scheduled(st);
+        drop(guard);
         if enqueue {
             self.pool.schedule(self.clone());
         }
@@ -718,31 +717,29 @@ fn disk_full(name: &str, what: &str) -> StoreError {
     )
 }
 
-/// Appends `bytes` to the last pending chunk, or starts one for the active segment.
-fn queue_bytes(st: &mut State, bytes: &[u8], offset: u64) {
-    if bytes.is_empty() {
-        return;
+/// The pending chunk that ends at `position` of the segment `base`: the last one if it does,
+/// else a new one (from a spare buffer) starting there with the frame of `offset`.
+fn pending_chunk<'a>(
+    pending: &'a mut Vec<Chunk>,
+    spare: &mut Vec<Vec<u8>>,
+    base: u64,
+    position: u64,
+    offset: u64,
+) -> &'a mut Chunk {
+    let continues = pending
+        .last()
+        .is_some_and(|c| c.base == base && c.position + c.bytes.len() as u64 == position);
+    if !continues {
+        pending.push(Chunk {
+            base,
+            position,
+            offset,
+            bytes: spare.pop().unwrap_or_default(),
+            roll: None,
+        });
     }
-    let Some(seg) = st.segments.back() else {
-        return;
-    };
-    let (base, end) = (seg.base, seg.size);
-    let start = end - bytes.len() as u64;
-    if let Some(c) = st.pending.last_mut() {
-        if c.base == base && c.position + c.bytes.len() as u64 == start {
-            c.bytes.extend_from_slice(bytes);
-            return;
-        }
-    }
-    let mut buf = st.spare.pop().unwrap_or_default();
-    buf.extend_from_slice(bytes);
-    st.pending.push(Chunk {
-        base,
-        position: start,
-        offset,
-        bytes: buf,
-        roll: None,
-    });
+    let last = pending.len() - 1; // not empty: checked or pushed just above
+    &mut pending[last]
 }
 
 impl LogShared {
