@@ -5,7 +5,11 @@
 //!
 //! `--window W` (default 1): appends each appender keeps in flight before waiting (1 = append,
 //! wait for durable, repeat). `--sizes 100,1024` and `--appenders 64` pick the rows (default:
-//! every size of 100, 1024, 65536 bytes with 1, 8 and 64 appenders). `--help` prints this.
+//! every size of 100, 1024, 65536 bytes with 1, 8 and 64 appenders). `--tasks N`: appenders are
+//! tokio tasks on a runtime of N worker threads (as the broker's are) instead of one thread
+//! each. `--fsync-modes`: also measure fdatasync latency after a 64 KiB write that extends the
+//! file, goes into `fallocate`d space, or overwrites written zeros (interleaved, 300 each).
+//! `--help` prints this.
 
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -25,12 +29,16 @@ struct Args {
     window: usize,
     sizes: Vec<usize>,
     appenders: Vec<usize>,
+    tasks: usize,
+    fsync_modes: bool,
 }
 
 const USAGE: &str = "log_bench [--dir DIR] [--secs S] [--window W] [--sizes 100,1024,65536] \
-[--appenders 1,8,64]
+[--appenders 1,8,64] [--tasks N] [--fsync-modes]
   Measures the disk's raw sequential-write bandwidth and fdatasync latency, then appends under
-  fsync=always (each appender a thread keeping W appends in flight) and a warm read.";
+  fsync=always (each appender a thread, or with --tasks N a tokio task on N worker threads,
+  keeping W appends in flight) and a warm read. --fsync-modes also compares fdatasync latency
+  after extending the file, writing into fallocate'd space and overwriting written zeros.";
 
 fn list(v: &str, default: &[usize]) -> Vec<usize> {
     let out: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
@@ -48,6 +56,8 @@ fn args() -> Args {
         window: 1,
         sizes: vec![100, 1024, 64 * 1024],
         appenders: vec![1, 8, 64],
+        tasks: 0,
+        fsync_modes: false,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     if v.iter().any(|x| x == "--help" || x == "-h") {
@@ -55,13 +65,23 @@ fn args() -> Args {
         std::process::exit(0);
     }
     let mut i = 0;
-    while i + 1 < v.len() {
+    while i < v.len() {
+        if v[i] == "--fsync-modes" {
+            a.fsync_modes = true;
+            i += 1;
+            continue;
+        }
+        if i + 1 == v.len() {
+            eprintln!("ignoring {}", v[i]);
+            break;
+        }
         match v[i].as_str() {
             "--dir" => a.dir = PathBuf::from(&v[i + 1]),
             "--secs" => a.secs = v[i + 1].parse().unwrap_or(a.secs),
             "--window" => a.window = v[i + 1].parse().unwrap_or(a.window).max(1),
             "--sizes" => a.sizes = list(&v[i + 1], &a.sizes),
             "--appenders" => a.appenders = list(&v[i + 1], &a.appenders),
+            "--tasks" => a.tasks = v[i + 1].parse().unwrap_or(a.tasks),
             other => eprintln!("ignoring {other}"),
         }
         i += 2;
@@ -162,15 +182,132 @@ fn run_appenders(
     (n / elapsed, mb(n * size as f64, elapsed))
 }
 
+/// Like [`run_appenders`], with the appenders as tokio tasks on `workers` threads.
+fn run_tasks(
+    log: &Arc<dyn Log>,
+    size: usize,
+    appenders: usize,
+    secs: f64,
+    window: usize,
+    workers: usize,
+) -> (f64, f64) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(workers)
+        .build()
+        .expect("runtime");
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let body = Bytes::from(vec![7u8; size]);
+    let tasks: Vec<_> = (0..appenders)
+        .map(|_| {
+            let (log, stop, count, body) = (log.clone(), stop.clone(), count.clone(), body.clone());
+            rt.spawn(async move {
+                let mut inflight: std::collections::VecDeque<Durable> = Default::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let r = Record {
+                        timestamp_ms: 1,
+                        body: body.clone(),
+                        ..Record::default()
+                    };
+                    match log.append(&[r]) {
+                        Ok(a) => inflight.push_back(a.durable),
+                        Err(e) if e.is_retryable() => tokio::task::yield_now().await,
+                        Err(e) => panic!("append: {e}"),
+                    }
+                    while inflight.len() >= window {
+                        if let Some(d) = inflight.pop_front() {
+                            d.await.expect("durable");
+                            count.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                }
+                for d in inflight {
+                    d.await.expect("durable");
+                    count.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    let start = Instant::now();
+    std::thread::sleep(Duration::from_secs_f64(secs));
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        rt.block_on(t).expect("appender");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    let n = count.load(Ordering::Relaxed) as f64;
+    (n / elapsed, mb(n * size as f64, elapsed))
+}
+
+/// fdatasync latency after a 64 KiB write that extends the file, that lands in `fallocate`d
+/// space, and that overwrites zeros written (and synced) beforehand; interleaved so that the
+/// disk's mood affects all three alike.
+fn fsync_modes(dir: &Path) {
+    use std::os::unix::fs::FileExt;
+    use std::os::unix::io::AsRawFd;
+    const N: usize = 300;
+    const SZ: usize = 64 * 1024;
+    let modes = ["extend", "fallocate", "overwrite"];
+    let files: Vec<_> = modes
+        .iter()
+        .map(|m| {
+            let path = dir.join(format!("fsync-{m}.bin"));
+            let f = OpenOptions::new()
+                .create(true)
+                .read(true)
+                .write(true)
+                .truncate(true)
+                .open(&path)
+                .expect("create");
+            let len = (N * SZ) as i64;
+            match *m {
+                // SAFETY: a valid open descriptor; plain mode 0 fallocate.
+                "fallocate" => assert_eq!(unsafe { libc::fallocate(f.as_raw_fd(), 0, 0, len) }, 0),
+                "overwrite" => f.write_all_at(&vec![0u8; N * SZ], 0).expect("zeros"),
+                _ => {}
+            }
+            f.sync_all().expect("fsync");
+            (path, f, Vec::with_capacity(N))
+        })
+        .collect();
+    let mut files = files;
+    let data = vec![1u8; SZ];
+    for i in 0..N {
+        for (_, f, lat) in files.iter_mut() {
+            f.write_all_at(&data, (i * SZ) as u64).expect("write");
+            let t = Instant::now();
+            f.sync_data().expect("fdatasync");
+            lat.push(t.elapsed().as_secs_f64() * 1e6);
+        }
+    }
+    for (m, (path, _, mut lat)) in modes.iter().zip(files) {
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "fdatasync after a 64 KiB write, {m:>9}: p10 {:.0} us, p50 {:.0} us, p90 {:.0} us",
+            lat[N / 10],
+            lat[N / 2],
+            lat[N * 9 / 10]
+        );
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 fn main() {
     let a = args();
     let _ = std::fs::remove_dir_all(&a.dir);
     std::fs::create_dir_all(&a.dir).expect("mkdir");
     let raw = raw_disk(&a.dir);
+    if a.fsync_modes {
+        fsync_modes(&a.dir);
+    }
     let store =
         FileStore::open(&a.dir.join("store"), FileStoreOptions::default()).expect("open store");
+    let who = match a.tasks {
+        0 => "threads".to_string(),
+        n => format!("tokio tasks on {n} worker threads"),
+    };
     println!(
-        "appends under fsync=always, window {} per appender, {} s each:",
+        "appends under fsync=always, appenders are {who}, window {} per appender, {} s each:",
         a.window, a.secs
     );
     println!(
@@ -189,7 +326,10 @@ fn main() {
             let log = store
                 .open_log(&name, &LogConfig::default())
                 .expect("open log");
-            let (rps, mbs) = run_appenders(&log, size, appenders, a.secs, a.window);
+            let (rps, mbs) = match a.tasks {
+                0 => run_appenders(&log, size, appenders, a.secs, a.window),
+                n => run_tasks(&log, size, appenders, a.secs, a.window, n),
+            };
             println!(
                 "{:>8} {:>10} {:>12.0} {:>10.1} {:>7.1}%",
                 size,
