@@ -20,6 +20,7 @@
 mod index;
 mod journal;
 mod log;
+mod pass;
 mod read;
 mod record;
 mod recovery;

@@ -1,0 +1,412 @@
+//! One writer pass over one log: take everything pending, write it (rolling segments as
+//! needed), fdatasync once, then publish the new durable offset and wake the appenders it
+//! covers. A full disk takes back what could not be written and keeps the log usable; any other
+//! I/O failure poisons the log. The pool that runs passes is [`crate::writer`].
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use weir_store::{FsyncPolicy, StoreError};
+
+use crate::index;
+use crate::log::{Chunk, LogShared, WriterState};
+use crate::segment;
+
+impl LogShared {
+    /// Timer callback for `Interval` logs: fsync if nothing else is running on the log.
+    pub(crate) fn on_timer(self: &Arc<Self>) {
+        let mut st = self.state.lock();
+        st.timer_armed = false;
+        if st.failed.is_some() || !Self::mark_scheduled(&mut st) {
+            return; // failed, or a pass is running and re-arms the timer if needed
+        }
+        drop(st);
+        self.run_pass();
+    }
+
+    /// One writer pass; see [`crate::writer`].
+    pub(crate) fn run_pass(self: &Arc<Self>) {
+        let (chunks, target, flush) = {
+            let mut st = self.state.lock();
+            (
+                std::mem::take(&mut st.pending),
+                st.next_offset,
+                std::mem::take(&mut st.flush_requested),
+            )
+        };
+        let mut w = self.writer.lock();
+        let mut written = 0u64;
+        let mut touched: Vec<(u64, u64, Option<Arc<File>>, bool)> = Vec::new();
+        let mut result = Ok(());
+        let mut full = None;
+        for chunk in &chunks {
+            match self.write_chunk(&mut w, chunk) {
+                Ok((file, sealed)) => {
+                    written += chunk.bytes.len() as u64;
+                    let end = chunk.position + chunk.bytes.len() as u64;
+                    touched.push((chunk.base, end, file, sealed));
+                }
+                Err(ChunkError::Full {
+                    err,
+                    file,
+                    base,
+                    position,
+                    created,
+                    sealed,
+                }) => {
+                    // Cut the segment back to the end of the last whole chunk written and make
+                    // that durable; a failure here is a real I/O failure and poisons.
+                    let path = self.segment_path(base);
+                    result = file
+                        .set_len(position)
+                        .and_then(|()| file.sync_data())
+                        .map_err(|e| {
+                            StoreError::io("truncate after a full disk", path.display(), e)
+                        });
+                    if result.is_ok() {
+                        w.dirty = false;
+                        w.last_sync = Instant::now();
+                        touched.push((base, position, created, sealed));
+                        full = Some((base, position, chunk.offset, err));
+                    }
+                    break;
+                }
+                Err(ChunkError::Fatal(e)) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Some(f) = full {
+            drop(w);
+            self.roll_back(touched, f);
+            return;
+        }
+        let due = match self.config.fsync {
+            FsyncPolicy::Always => true,
+            FsyncPolicy::Interval { ms } => w.last_sync.elapsed() >= Duration::from_millis(ms),
+            FsyncPolicy::Never => false,
+        };
+        if result.is_ok() && w.dirty && (due || flush) {
+            if let Some((base, file)) = &w.current {
+                result = file.sync_data().map_err(|e| {
+                    StoreError::io("fdatasync", self.segment_path(*base).display(), e)
+                });
+            }
+            if result.is_ok() {
+                w.dirty = false;
+                w.last_sync = Instant::now();
+            }
+        }
+        let clean = !w.dirty;
+        let last_sync = w.last_sync;
+        drop(w);
+
+        let mut st = self.state.lock();
+        if let Err(e) = result {
+            let failed = StoreError::Failed {
+                name: self.name.clone(),
+                cause: e.to_string(),
+            };
+            tracing::error!(log = %self.name, error = %e, "write failed; log poisoned");
+            st.failed = Some(failed.clone());
+            st.pending.clear();
+            st.pending_bytes = 0;
+            st.scheduled = false;
+            let waiters = std::mem::take(&mut st.waiters);
+            drop(st);
+            for (_, tx) in waiters {
+                let _ = tx.send(Err(failed.clone())); // a dropped Durable wants no news
+            }
+            self.durable_tx.send_modify(|s| s.failed = Some(failed));
+            return;
+        }
+        for (base, end, file, sealed_prev) in touched {
+            let i = st.segments.partition_point(|s| s.base < base);
+            if sealed_prev && i > 0 {
+                st.segments[i - 1].sealed = true;
+            }
+            if let Some(seg) = st.segments.get_mut(i).filter(|s| s.base == base) {
+                seg.durable_size = seg.durable_size.max(end);
+                if file.is_some() {
+                    seg.file = file;
+                }
+            }
+        }
+        st.pending_bytes = st.pending_bytes.saturating_sub(written);
+        for mut c in chunks {
+            if st.spare.len() < 2 && c.bytes.capacity() <= 4 << 20 {
+                c.bytes.clear();
+                st.spare.push(c.bytes);
+            }
+        }
+        if self.config.fsync == FsyncPolicy::Always {
+            debug_assert!(clean, "policy Always syncs every pass");
+        }
+        st.durable_offset = st.durable_offset.max(target);
+        if clean {
+            st.synced_offset = st.synced_offset.max(target);
+        }
+        let (durable, synced) = (st.durable_offset, st.synced_offset);
+        let mut done = Vec::new();
+        while st.waiters.front().is_some_and(|(t, _)| *t <= durable) {
+            if let Some((_, tx)) = st.waiters.pop_front() {
+                done.push(tx);
+            }
+        }
+        let more = !st.pending.is_empty() || st.flush_requested;
+        let mut arm = None;
+        if !more {
+            st.scheduled = false;
+            if let FsyncPolicy::Interval { ms } = self.config.fsync {
+                if !clean && !st.timer_armed {
+                    st.timer_armed = true;
+                    arm = Some(last_sync + Duration::from_millis(ms));
+                }
+            }
+        }
+        drop(st);
+        for tx in done {
+            let _ = tx.send(Ok(())); // a dropped Durable wants no news
+        }
+        self.durable_tx.send_modify(|s| {
+            s.durable = durable;
+            s.synced = synced;
+        });
+        if more {
+            self.pool.schedule(self.clone()); // to the back of the queue: fairness between logs
+        } else if let Some(at) = arm {
+            self.pool.arm_timer(at, self.clone());
+        }
+    }
+
+    /// After a write failed for lack of space: every chunk before the failed one is written and
+    /// fsync'd, the failed one's segment is cut back to `position` (where `offset` starts) and
+    /// fsync'd. Makes `..offset` durable, takes back every offset from `offset` on (appends
+    /// already accepted, written or not, fail with a retryable error), and keeps the log
+    /// healthy: later appends reuse those offsets.
+    fn roll_back(
+        self: &Arc<Self>,
+        touched: Vec<(u64, u64, Option<Arc<File>>, bool)>,
+        (base, position, offset, err): (u64, u64, u64, StoreError),
+    ) {
+        let mut st = self.state.lock();
+        for (b, end, file, sealed_prev) in touched {
+            let i = st.segments.partition_point(|s| s.base < b);
+            if sealed_prev && i > 0 {
+                st.segments[i - 1].sealed = true;
+            }
+            if let Some(seg) = st.segments.get_mut(i).filter(|s| s.base == b) {
+                seg.durable_size = seg.durable_size.max(end);
+                if file.is_some() {
+                    seg.file = file;
+                }
+            }
+        }
+        // Segments created for later chunks were never written (their files do not exist).
+        while st.segments.back().is_some_and(|s| s.base > base) {
+            if let Some(s) = st.segments.pop_back() {
+                st.total_bytes -= s.size;
+            }
+        }
+        if let Some(seg) = st.segments.back_mut().filter(|s| s.base == base) {
+            let cut = seg.size.saturating_sub(position);
+            seg.size = position;
+            seg.durable_size = position;
+            seg.next_offset = offset;
+            seg.index.retain(|e| u64::from(e.position) < position);
+            st.total_bytes -= cut;
+        }
+        st.pending.clear();
+        st.pending_bytes = 0;
+        st.flush_requested = false;
+        st.scheduled = false;
+        st.next_offset = offset;
+        st.durable_offset = st.durable_offset.max(offset);
+        st.synced_offset = st.synced_offset.max(offset);
+        let (durable, synced) = (st.durable_offset, st.synced_offset);
+        let mut done = Vec::new();
+        let mut refused = Vec::new();
+        for (t, tx) in std::mem::take(&mut st.waiters) {
+            if t <= durable {
+                done.push(tx);
+            } else {
+                refused.push(tx);
+            }
+        }
+        drop(st);
+        tracing::warn!(log = %self.name, error = %err, taken_back_from = offset,
+            "disk full: write failed; unwritten appends refused (retryable), log continues");
+        let refusal = disk_full(&self.name, &err.to_string());
+        for tx in done {
+            let _ = tx.send(Ok(()));
+        }
+        for tx in refused {
+            let _ = tx.send(Err(refusal.clone()));
+        }
+        self.durable_tx.send_modify(|s| {
+            s.durable = durable;
+            s.synced = synced;
+            s.rollbacks += 1;
+        });
+    }
+
+    /// A roll failed for lack of space: the previous segment (whole, fsync'd) stays current and
+    /// the log is cut back to its end.
+    fn full_at_roll(
+        &self,
+        w: &mut WriterState,
+        base: u64,
+        file: Arc<File>,
+        what: &'static str,
+        path: &std::path::Path,
+        e: std::io::Error,
+    ) -> ChunkError {
+        let position = match file.metadata() {
+            Ok(m) => m.len(),
+            Err(e) => {
+                return StoreError::io("stat segment", self.segment_path(base).display(), e).into()
+            }
+        };
+        w.current = Some((base, file.clone()));
+        ChunkError::Full {
+            err: StoreError::io(what, path.display(), e),
+            file,
+            base,
+            position,
+            created: None,
+            sealed: false,
+        }
+    }
+
+    /// Writes one chunk (rolling first if asked). Returns the new segment's file if one was
+    /// created, and whether the previous segment was sealed.
+    fn write_chunk(
+        &self,
+        w: &mut WriterState,
+        chunk: &Chunk,
+    ) -> Result<(Option<Arc<File>>, bool), ChunkError> {
+        let mut created = None;
+        let mut sealed = false;
+        if let Some(entries) = &chunk.roll {
+            if let Some((base, file)) = w.current.take() {
+                let path = self.segment_path(base);
+                file.sync_data()
+                    .map_err(|e| StoreError::io("fdatasync", path.display(), e))?;
+                let idx = self.index_path(base);
+                let bytes = index::encode(entries);
+                let written =
+                    File::create(&idx).and_then(|f| f.write_all_at(&bytes, 0).map(|()| f));
+                let f = match written {
+                    Ok(f) => f,
+                    Err(e) if is_disk_full(&e) => {
+                        // The segment stays the active one (an .idx of the last segment is
+                        // stale by construction and deleted on open); the roll is retried.
+                        let _ = std::fs::remove_file(&idx);
+                        return Err(self.full_at_roll(w, base, file, "write index", &idx, e));
+                    }
+                    Err(e) => return Err(StoreError::io("write index", idx.display(), e).into()),
+                };
+                f.sync_data()
+                    .map_err(|e| StoreError::io("fdatasync index", idx.display(), e))?;
+                w.current = Some((base, file));
+                sealed = true;
+            }
+            let path = self.segment_path(chunk.base);
+            let opened = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(&path);
+            let file = match opened {
+                Ok(f) => f,
+                Err(e) if is_disk_full(&e) && w.current.is_some() => {
+                    // The previous segment stays the active one (its fresh .idx is rewritten
+                    // at the next roll, or deleted as stale on open).
+                    let (base, file) = w.current.take().expect("checked");
+                    return Err(self.full_at_roll(w, base, file, "create segment", &path, e));
+                }
+                Err(e) => return Err(StoreError::io("create segment", path.display(), e).into()),
+            };
+            segment::sync_dir(&self.dir)?;
+            let file = Arc::new(file);
+            w.current = Some((chunk.base, file.clone()));
+            w.dirty = false;
+            created = Some(file);
+        }
+        let Some((base, file)) = &w.current else {
+            return Err(StoreError::Failed {
+                name: self.name.clone(),
+                cause: "no segment file to write to".into(),
+            }
+            .into());
+        };
+        debug_assert_eq!(*base, chunk.base, "chunks go to the current segment");
+        if !chunk.bytes.is_empty() {
+            w.dirty = true;
+            if let Err(e) = file.write_all_at(&chunk.bytes, chunk.position) {
+                let full = is_disk_full(&e);
+                let err = StoreError::io("write", self.segment_path(*base).display(), e);
+                return Err(if full {
+                    ChunkError::Full {
+                        err,
+                        file: file.clone(),
+                        base: chunk.base,
+                        position: chunk.position,
+                        created,
+                        sealed,
+                    }
+                } else {
+                    ChunkError::Fatal(err)
+                });
+            }
+        }
+        Ok((created, sealed))
+    }
+}
+
+/// Why a chunk was not written.
+enum ChunkError {
+    /// The write of the chunk's bytes failed for lack of space (ENOSPC, EDQUOT): nothing of it
+    /// is trusted, but the file and the bytes before it are fine; the log can continue.
+    Full {
+        err: StoreError,
+        /// The segment file to cut back, its base offset and the length to keep (where the
+        /// failed chunk's first offset starts).
+        file: Arc<File>,
+        base: u64,
+        position: u64,
+        /// The roll before it created this file.
+        created: Option<Arc<File>>,
+        /// The roll before it sealed the previous segment.
+        sealed: bool,
+    },
+    /// Anything else (a failed fsync above all): the log is poisoned.
+    Fatal(StoreError),
+}
+
+impl From<StoreError> for ChunkError {
+    fn from(e: StoreError) -> Self {
+        ChunkError::Fatal(e)
+    }
+}
+
+/// Whether a failed write failed for lack of space (the disk or the user's quota is full).
+fn is_disk_full(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull
+        || matches!(e.raw_os_error(), Some(c) if c == libc::ENOSPC || c == libc::EDQUOT)
+}
+
+/// The retryable error given to appends a failed write took back.
+pub(crate) fn disk_full(name: &str, what: &str) -> StoreError {
+    StoreError::io(
+        "write",
+        name,
+        std::io::Error::new(
+            std::io::ErrorKind::StorageFull,
+            format!("no space left on device: {what}; retry later"),
+        ),
+    )
+}
