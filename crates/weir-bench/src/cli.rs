@@ -117,6 +117,10 @@ pub struct BenchArgs {
     /// Token for a server that requires authentication (native `Authenticate`, HTTP bearer).
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// Also measure the disk under `--data-dir` (fdatasync'd sequential writes) after the runs;
+    /// on by default for stream workloads, whose append rate is stated as a share of it.
+    #[arg(long)]
+    pub disk_probe: bool,
     /// Pid of a running server to sample RSS from.
     #[arg(long, conflicts_with = "spawn_server")]
     pub server_pid: Option<u32>,
@@ -306,6 +310,30 @@ pub async fn run(args: BenchArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&results)?);
     } else {
         print!("{}", render_table(&results));
+    }
+    if args.disk_probe || w.kind == Kind::Stream {
+        let dir = args.data_dir.clone();
+        let batch_bytes = w.batch.max(1) * w.body_bytes;
+        let probe = tokio::task::spawn_blocking(move || crate::disk::probe(&dir, batch_bytes))
+            .await
+            .context("disk probe task")??;
+        let rates: Vec<f64> = results
+            .iter()
+            .filter(|r| r.status == crate::report::Status::Ok)
+            .map(|r| r.publish_msg_s * w.body_bytes as f64)
+            .collect();
+        let payload = crate::report::spread(&rates).map(|s| s.median);
+        // On stderr with --json, so stdout stays one JSON document.
+        let line = format!(
+            "{} [{}; run = median confirmed payload bytes/s]",
+            probe.describe(payload),
+            args.data_dir.display()
+        );
+        if args.json {
+            eprintln!("{line}");
+        } else {
+            println!("{line}");
+        }
     }
     if let Some(bad) = results
         .iter()

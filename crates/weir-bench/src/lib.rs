@@ -9,11 +9,13 @@
 //! - [`driver`]: runs a workload against a target (producers and consumers as tokio tasks, an
 //!   in-flight window per producer, a paced schedule), records HDR latency histograms and samples
 //!   the server's RSS.
+//! - [`disk`]: the disk's own fsync'd write bandwidth, the yardstick of storage workloads.
 //! - [`report`]: one run's result, the human table, JSON, medians over runs.
-//! - [`weir`]: Weir as a target, over the native protocol and over HTTP.
+//! - [`weir`]: Weir as a target, over the native protocol and over HTTP (streams: `weir_stream`).
 //! - [`cli`]: the `weir bench` command line.
 
 pub mod cli;
+pub mod disk;
 pub mod driver;
 pub mod hist;
 pub mod pacing;
@@ -21,6 +23,7 @@ pub mod report;
 pub mod rss;
 pub mod target;
 pub mod weir;
+mod weir_stream;
 pub mod workload;
 
 pub use target::{AckToken, Confirm, Consumer, Delivery, Producer, StreamTarget, Target};

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
-use crate::target::{AckToken, Confirm, Consumer, Delivery, Producer, Target};
+use crate::target::{AckToken, Confirm, Consumer, Delivery, Producer, StreamTarget, Target};
 use crate::workload::{Kind, Workload};
 
 /// Lease given to benchmark deliveries: long enough that nothing is redelivered during a run.
@@ -69,11 +69,11 @@ impl WeirTarget {
         }
     }
 
-    fn http_base(&self) -> String {
+    pub(crate) fn http_base(&self) -> String {
         format!("http://{}", self.http_addr)
     }
 
-    fn http(&self) -> anyhow::Result<reqwest::Client> {
+    pub(crate) fn http(&self) -> anyhow::Result<reqwest::Client> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(token) = &self.token {
             let mut value = reqwest::header::HeaderValue::from_str(&format!("Bearer {token}"))
@@ -107,7 +107,7 @@ impl WeirTarget {
     }
 }
 
-async fn http_ok(resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
+pub(crate) async fn http_ok(resp: reqwest::Response) -> anyhow::Result<serde_json::Value> {
     let status = resp.status();
     let text = resp.text().await?;
     if !status.is_success() {
@@ -143,7 +143,10 @@ impl Target for WeirTarget {
                 "; HTTP: at most {HTTP_MAX_IN_FLIGHT} requests in flight per producer"
             ));
         } else {
-            n.push_str("; native: in flight per connection capped by the server's max_in_flight");
+            n.push_str(
+                "; native: in flight per connection capped by the server's max_in_flight \
+                 (stream workloads use HTTP: one request per appended batch)",
+            );
         }
         n
     }
@@ -153,16 +156,18 @@ impl Target for WeirTarget {
     }
 
     fn supports(&self, kind: &Kind) -> bool {
-        // Fan-out runs over HTTP topics (the native protocol has no topics yet); streams are not
-        // measured.
+        // Fan-out runs over HTTP topics (the native protocol has no topics yet); streams run
+        // over HTTP whichever transport is chosen (batched appends: one request per batch).
         match kind {
-            Kind::Queue => true,
+            Kind::Queue | Kind::Stream => true,
             Kind::FanOut { .. } => self.transport == Transport::Http,
-            _ => false,
         }
     }
 
     async fn prepare(&self, name: &str, w: &Workload) -> anyhow::Result<()> {
+        if w.kind == Kind::Stream {
+            return crate::weir_stream::prepare(self, name).await;
+        }
         if let (Kind::FanOut { subscriptions }, Transport::Http) = (&w.kind, self.transport) {
             let h = self.http()?;
             let url = self.http_path(name, w);
@@ -292,7 +297,14 @@ impl Target for WeirTarget {
         }
     }
 
+    async fn stream(&self, name: &str) -> anyhow::Result<Box<dyn StreamTarget>> {
+        crate::weir_stream::open(self, name)
+    }
+
     async fn cleanup(&self, name: &str, w: &Workload) -> anyhow::Result<()> {
+        if w.kind == Kind::Stream {
+            return crate::weir_stream::cleanup(self, name).await;
+        }
         if let (Kind::FanOut { .. }, Transport::Http) = (&w.kind, self.transport) {
             self.http()?.delete(self.http_path(name, w)).send().await?;
             return Ok(());

@@ -1,0 +1,116 @@
+//! Weir streams as a benchmark [`StreamTarget`] (workload W5): batched appends, each answered
+//! once durable, then one full read from offset 0.
+//!
+//! The stream has one partition, like the peers' single stream key, so the read is one ordered
+//! scan and the numbers compare like for like.
+
+use anyhow::{bail, Context as _};
+use async_trait::async_trait;
+use base64::Engine as _;
+use bytes::Bytes;
+use serde_json::json;
+
+use crate::target::{Confirm, StreamTarget};
+use crate::weir::{http_ok, WeirTarget};
+
+/// Most records one read asks for (the server's ceiling per read).
+const READ_MAX: u64 = 1_000;
+/// How long one read waits for records that are not there yet.
+const READ_WAIT_MS: u64 = 1_000;
+
+const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// Deletes and re-creates stream `name` with one partition.
+pub(crate) async fn prepare(target: &WeirTarget, name: &str) -> anyhow::Result<()> {
+    let h = target.http()?;
+    let url = stream_url(target, name);
+    // Ignore "not found": the stream may not exist yet.
+    let _ = h.delete(&url).send().await;
+    http_ok(h.put(&url).json(&json!({ "partitions": 1 })).send().await?)
+        .await
+        .with_context(|| format!("PUT {url}"))?;
+    Ok(())
+}
+
+/// Deletes stream `name`.
+pub(crate) async fn cleanup(target: &WeirTarget, name: &str) -> anyhow::Result<()> {
+    target
+        .http()?
+        .delete(stream_url(target, name))
+        .send()
+        .await?;
+    Ok(())
+}
+
+/// A writer/reader of stream `name` over HTTP.
+pub(crate) fn open(target: &WeirTarget, name: &str) -> anyhow::Result<Box<dyn StreamTarget>> {
+    Ok(Box::new(HttpStream {
+        http: target.http()?,
+        url: stream_url(target, name),
+    }))
+}
+
+fn stream_url(target: &WeirTarget, name: &str) -> String {
+    format!("{}/v1/streams/{name}", target.http_base())
+}
+
+struct HttpStream {
+    http: reqwest::Client,
+    url: String,
+}
+
+#[async_trait]
+impl StreamTarget for HttpStream {
+    async fn append(&mut self, records: Vec<Bytes>) -> anyhow::Result<Confirm> {
+        let n = records.len();
+        let records: Vec<_> = records
+            .iter()
+            .map(|r| json!({ "body_base64": B64.encode(r) }))
+            .collect();
+        let request = self
+            .http
+            .post(format!("{}/records", self.url))
+            .json(&json!({ "records": records }));
+        // Spawned so the request is sent now, not when the confirm is first polled.
+        let sent = tokio::spawn(async move {
+            let answer = http_ok(request.send().await?).await?;
+            let confirmed = answer["records"].as_array().map_or(0, Vec::len);
+            if confirmed != n {
+                bail!("append confirmed {confirmed} of {n} records");
+            }
+            Ok(())
+        });
+        Ok(Box::pin(async move { sent.await.context("append task")? }))
+    }
+
+    async fn read_all(&mut self, expected: u64) -> anyhow::Result<u64> {
+        let mut next = 0u64;
+        let mut read = 0u64;
+        while read < expected {
+            let url = format!(
+                "{}/partitions/0/records?offset={next}&max={READ_MAX}&wait_ms={READ_WAIT_MS}",
+                self.url
+            );
+            let answer = http_ok(self.http.get(&url).send().await?)
+                .await
+                .with_context(|| format!("GET {url}"))?;
+            let records = answer["records"]
+                .as_array()
+                .with_context(|| format!("GET {url}: no records array"))?;
+            if records.is_empty() {
+                bail!("the stream ended after {read} of {expected} records");
+            }
+            for r in records {
+                let offset = r["offset"]
+                    .as_u64()
+                    .with_context(|| format!("GET {url}: a record without an offset"))?;
+                if offset < next {
+                    bail!("offset {offset} went backwards (expected ≥ {next})");
+                }
+                next = offset + 1;
+                read += 1;
+            }
+        }
+        Ok(read)
+    }
+}
