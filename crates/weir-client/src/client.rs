@@ -9,7 +9,7 @@ use weir_proto::limits::MAX_WAIT_MS;
 
 use crate::conn::Connection;
 use crate::{ClientError, Consumer, ConsumerOptions, Message, Producer, ProducerOptions};
-use crate::{Published, QueueInfo, QueueOptions, RawDelivery};
+use crate::{Published, QueueInfo, QueueOptions, RawDelivery, Target};
 
 /// How long [`Client::connect`] waits for the connection and the handshake.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -218,16 +218,17 @@ impl Client {
         Ok(PendingPublish(self.conn.send(payload).await?))
     }
 
-    /// Pulls up to `max` messages (1–1000), waiting up to `wait` (≤ 20 s) for the first.
+    /// Pulls up to `max` messages (1–1000), waiting up to `wait` (≤ 20 s) for the first, from a
+    /// queue (`"jobs"`) or a topic subscription (`Target::subscription("news", "mail")`).
     pub async fn receive(
         &self,
-        queue: &str,
+        target: impl Into<Target>,
         max: u32,
         wait: Duration,
         lease: Option<Duration>,
     ) -> Result<Vec<RawDelivery>, ClientError> {
         let payload = Payload::Receive {
-            queue: queue.to_string(),
+            target: target.into(),
             max,
             lease_ms: lease.map(millis),
             wait_ms: millis(wait).min(MAX_WAIT_MS),
@@ -238,43 +239,44 @@ impl Client {
         }
     }
 
-    /// Acknowledges deliveries by receipt.
+    /// Acknowledges deliveries of a queue or subscription by receipt.
     pub async fn ack(
         &self,
-        queue: &str,
+        target: impl Into<Target>,
         receipts: Vec<String>,
     ) -> Result<ReceiptsDone, ClientError> {
         self.receipts(Payload::Ack {
-            queue: queue.to_string(),
+            target: target.into(),
             receipts,
         })
         .await
     }
 
-    /// Gives deliveries back: redelivered after `delay`, or the queue's backoff when `None`.
+    /// Gives deliveries back: redelivered after `delay`, or the queue's (or subscription's)
+    /// backoff when `None`.
     pub async fn nack(
         &self,
-        queue: &str,
+        target: impl Into<Target>,
         receipts: Vec<String>,
         delay: Option<Duration>,
     ) -> Result<ReceiptsDone, ClientError> {
         self.receipts(Payload::Nack {
-            queue: queue.to_string(),
+            target: target.into(),
             receipts,
             delay_ms: delay.map(millis),
         })
         .await
     }
 
-    /// Extends leases to `lease` from now.
+    /// Extends leases (of a queue or subscription) to `lease` from now.
     pub async fn extend(
         &self,
-        queue: &str,
+        target: impl Into<Target>,
         receipts: Vec<String>,
         lease: Duration,
     ) -> Result<ReceiptsDone, ClientError> {
         self.receipts(Payload::Extend {
-            queue: queue.to_string(),
+            target: target.into(),
             receipts,
             lease_ms: millis(lease),
         })
@@ -288,18 +290,21 @@ impl Client {
         }
     }
 
-    /// A batching producer for `queue` (see [`Producer`]).
+    /// A batching producer for `queue` (see [`Producer`]; for a topic:
+    /// [`Client::topic_producer`]).
     pub fn producer(&self, queue: &str, options: ProducerOptions) -> Producer {
-        Producer::new(self.clone(), queue, options)
+        Producer::to_queue(self.clone(), queue, options)
     }
 
-    /// Subscribes to `queue` with `options.prefetch` credits (see [`Consumer`]).
+    /// Subscribes to a queue (`"jobs"`) or a topic subscription
+    /// (`Target::subscription("news", "mail")`) with `options.prefetch` credits (see
+    /// [`Consumer`]).
     pub async fn subscribe(
         &self,
-        queue: &str,
+        target: impl Into<Target>,
         options: ConsumerOptions,
     ) -> Result<Consumer, ClientError> {
-        Consumer::open(self.clone(), queue, options).await
+        Consumer::open(self.clone(), target.into(), options).await
     }
 }
 
@@ -307,6 +312,12 @@ impl Client {
 #[derive(Debug)]
 #[must_use = "the publish is confirmed only when this resolves to Ok"]
 pub struct PendingPublish(crate::conn::Answer);
+
+impl PendingPublish {
+    pub(crate) fn new(answer: crate::conn::Answer) -> PendingPublish {
+        PendingPublish(answer)
+    }
+}
 
 impl std::future::Future for PendingPublish {
     type Output = Result<Vec<Published>, ClientError>;

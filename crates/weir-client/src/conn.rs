@@ -13,7 +13,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
-use weir_proto::frame::{Delivery, Frame, Hello, HelloOk, Payload, MAX_CREDITS};
+use weir_proto::frame::{
+    Delivery, Frame, Hello, HelloOk, Payload, MAX_CREDITS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
+};
 
 use crate::ClientError;
 
@@ -114,13 +116,53 @@ impl fmt::Debug for Connection {
 impl Connection {
     /// Dials, handshakes, authenticates (when the server asks for it) and starts the reader and
     /// writer tasks.
+    ///
+    /// It asks for the newest protocol version it speaks; a server that does not speak it
+    /// (an older release) refuses the hello with `unsupported protocol version`, and the client
+    /// reconnects asking for the next older version. Over an older version, requests that
+    /// version lacks (topics, streams and tasks before version 3) fail with `bad_request`.
     pub(crate) async fn open(
         addr: impl ToSocketAddrs + fmt::Display,
         timeout: Duration,
         token: Option<&str>,
     ) -> Result<Connection, ClientError> {
         let name = addr.to_string();
-        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+        let resolved: Vec<std::net::SocketAddr> =
+            match tokio::time::timeout(timeout, tokio::net::lookup_host(addr)).await {
+                Err(_) => return Err(ClientError::Timeout(timeout)),
+                Ok(Err(e)) => {
+                    return Err(ClientError::Connect {
+                        addr: name,
+                        source: Arc::new(e),
+                    })
+                }
+                Ok(Ok(found)) => found.collect(),
+            };
+        let mut version = PROTOCOL_VERSION;
+        loop {
+            match Connection::open_version(&name, &resolved, timeout, token, version).await {
+                Err(ClientError::Handshake { message, .. })
+                    if version > MIN_PROTOCOL_VERSION
+                        && message.contains("unsupported protocol version") =>
+                {
+                    tracing::debug!(addr = %name, version, "server refused the protocol version; trying an older one");
+                    version -= 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Dials, handshakes asking for `version`, and authenticates.
+    async fn open_version(
+        name: &str,
+        addrs: &[std::net::SocketAddr],
+        timeout: Duration,
+        token: Option<&str>,
+        version: u16,
+    ) -> Result<Connection, ClientError> {
+        let name = name.to_string();
+        let stream = match tokio::time::timeout(timeout, TcpStream::connect(addrs)).await {
             Err(_) => return Err(ClientError::Timeout(timeout)),
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
                 return Err(ClientError::ConnectionRefused { addr: name })
@@ -136,7 +178,7 @@ impl Connection {
         let _ = stream.set_nodelay(true);
         let (mut rd, mut wr) = stream.into_split();
         let mut buf = BytesMut::new();
-        Hello::current().encode(&mut buf);
+        Hello { version }.encode(&mut buf);
         let handshake = async {
             wr.write_all(&buf).await?;
             buf.clear();

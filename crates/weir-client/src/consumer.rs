@@ -14,7 +14,7 @@ use weir_proto::limits::{MAX_LEASE_MS, MIN_LEASE_MS};
 
 use crate::client::millis;
 use crate::conn::{Command, SubEvent};
-use crate::{Client, ClientError, RawDelivery};
+use crate::{Client, ClientError, RawDelivery, Target};
 
 /// How a [`Consumer`] subscribes.
 #[derive(Clone, Debug)]
@@ -41,7 +41,7 @@ impl Default for ConsumerOptions {
 #[derive(Debug)]
 struct SubShared {
     client: Client,
-    queue: String,
+    target: Target,
     subscription: u64,
     /// Credits freed by settled or dropped deliveries, not granted yet. The first one freed
     /// queues one grant, which takes every credit freed until the writer encodes it.
@@ -76,8 +76,9 @@ impl SubShared {
     }
 }
 
-/// A subscription to a queue. The server pushes at most `prefetch` deliveries that are not yet
-/// settled; each [`Delivery`] returns its credit when acked, nacked or dropped.
+/// A subscription to a queue or a topic subscription. The server pushes at most `prefetch`
+/// deliveries that are not yet settled; each [`Delivery`] returns its credit when acked, nacked
+/// or dropped.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), weir_client::ClientError> {
@@ -105,12 +106,12 @@ pub struct Consumer {
 impl Consumer {
     pub(crate) async fn open(
         client: Client,
-        queue: &str,
+        target: Target,
         options: ConsumerOptions,
     ) -> Result<Consumer, ClientError> {
         let lease_ms = millis(options.lease).clamp(MIN_LEASE_MS, MAX_LEASE_MS);
         let payload = Payload::Subscribe {
-            queue: queue.to_string(),
+            target: target.clone(),
             credits: options.prefetch.clamp(1, MAX_CREDITS),
             lease_ms: Some(lease_ms),
         };
@@ -118,7 +119,7 @@ impl Consumer {
         Ok(Consumer {
             shared: Arc::new(SubShared {
                 client,
-                queue: queue.to_string(),
+                target,
                 subscription,
                 owed: Arc::new(AtomicU32::new(0)),
             }),
@@ -158,6 +159,11 @@ impl Consumer {
                 None => return None,
             }
         }
+    }
+
+    /// The queue or subscription this consumer reads.
+    pub fn target(&self) -> &Target {
+        &self.shared.target
     }
 
     /// Ends the subscription. Deliveries still held keep their leases and can still be acked.
@@ -218,7 +224,7 @@ impl Delivery {
                     tokio::time::sleep(every).await;
                     let extended = shared
                         .client
-                        .extend(&shared.queue, vec![receipt.clone()], lease)
+                        .extend(&shared.target, vec![receipt.clone()], lease)
                         .await;
                     match extended {
                         Ok(done) if done.invalid.is_empty() => {}
@@ -257,18 +263,18 @@ impl Delivery {
     pub async fn ack(mut self) -> Result<(), ClientError> {
         self.stop_extending();
         let payload = Payload::Ack {
-            queue: self.shared.queue.clone(),
+            target: self.shared.target.clone(),
             receipts: vec![std::mem::take(&mut self.receipt)],
         };
         self.settle(payload).await
     }
 
-    /// Gives the message back: delivered again after `delay`, or the queue's backoff if `None`.
+    /// Gives the message back: delivered again after `delay`, or the backoff if `None`.
     /// Its credit goes back as soon as the nack is sent.
     pub async fn nack(mut self, delay: Option<Duration>) -> Result<(), ClientError> {
         self.stop_extending();
         let payload = Payload::Nack {
-            queue: self.shared.queue.clone(),
+            target: self.shared.target.clone(),
             receipts: vec![std::mem::take(&mut self.receipt)],
             delay_ms: delay.map(millis),
         };
@@ -281,7 +287,7 @@ impl Delivery {
     pub async fn start_ack(mut self) -> Result<PendingSettle, ClientError> {
         self.stop_extending();
         let payload = Payload::Ack {
-            queue: self.shared.queue.clone(),
+            target: self.shared.target.clone(),
             receipts: vec![std::mem::take(&mut self.receipt)],
         };
         let answer = self.shared.client.connection().send(payload).await?;
@@ -307,7 +313,7 @@ impl Delivery {
         let done = self
             .shared
             .client
-            .extend(&self.shared.queue, vec![self.receipt.clone()], lease)
+            .extend(&self.shared.target, vec![self.receipt.clone()], lease)
             .await?;
         self.check(done.invalid)
     }

@@ -8,6 +8,14 @@
 //!   and full jitter that honours the server's retry-after; `send` resolves once durable.
 //! - [`Consumer`]: a push subscription governed by credits (`prefetch`); each [`Delivery`] extends
 //!   its own lease while held and returns its credit when settled.
+//! - Topics (protocol version 3): [`Client::create_topic`], [`Client::create_subscription`],
+//!   [`Client::publish_topic`] and [`Client::topic_producer`] (the same [`Producer`]). A
+//!   subscription is consumed like a queue: every consume call takes a [`Target`], a queue name
+//!   or [`Target::subscription`].
+//! - Streams (version 3): [`Client::create_stream`], [`Client::append`] and [`StreamProducer`]
+//!   (batched appends), [`Client::read_stream`] by offset or time with long poll, the consumer
+//!   group calls, and [`GroupConsumer`] (joins, heartbeats in the background, reads its
+//!   partitions, commits, follows reassignments, leaves on close or drop).
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), weir_client::ClientError> {
@@ -29,20 +37,31 @@
 //! nothing of the broker or its storage.
 
 mod backoff;
+mod batcher;
 mod client;
 mod conn;
 mod consumer;
 mod error;
+mod group;
 mod message;
 mod producer;
+mod stream_producer;
+mod streams;
+mod topics;
 
 pub use backoff::Backoff;
 pub use client::{Client, ConnectOptions, PendingPublish, ReceiptsDone, CONNECT_TIMEOUT};
 pub use consumer::{Consumer, ConsumerOptions, Delivery, PendingSettle};
 pub use error::ClientError;
+pub use group::{GroupBatch, GroupConsumer, GroupConsumerOptions, StartAt};
 pub use message::Message;
 pub use producer::{Producer, ProducerOptions};
+pub use stream_producer::StreamProducer;
+pub use streams::{Record, RecordBatch};
 pub use weir_proto::frame::{
-    Delivery as RawDelivery, PublishResult as Published, QueueInfo, QueueOptions,
+    Delivery as RawDelivery, GroupAssignment, GroupInfo, GroupMember, PartitionCommit,
+    PartitionInfo, PartitionLag, PartitionOffset, PublishResult as Published, QueueInfo,
+    QueueOptions, ReadFrom, StreamInfo, StreamOptions, StreamRecord, SubscriptionStart, Target,
+    TopicInfo, TopicOptions,
 };
 pub use weir_proto::ErrorCode;

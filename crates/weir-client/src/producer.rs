@@ -1,14 +1,14 @@
-//! [`Producer`]: batching with linger, and retries on `busy` with backoff.
+//! [`Producer`]: batching with linger, and retries on `busy` with backoff, to a queue or a topic.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, Semaphore};
-use tokio::time::Instant;
+use tokio::sync::mpsc;
 
+use crate::batcher::{self, Entry, Sink};
 use crate::{Backoff, Client, ClientError, Message, Published};
 
-/// How a [`Producer`] batches and retries.
+/// How a [`Producer`] (or a [`crate::StreamProducer`]) batches and retries.
 #[derive(Clone, Debug)]
 pub struct ProducerOptions {
     /// A batch is sent once it holds this many messages (≤ 1000)…
@@ -39,12 +39,49 @@ impl Default for ProducerOptions {
     }
 }
 
-type Item = (Message, oneshot::Sender<Result<Published, ClientError>>);
+/// Where a [`Producer`] publishes: a queue (`Publish`) or a topic (`PublishTopic`: stored once,
+/// every subscription gets each message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Dest {
+    Queue(Arc<str>),
+    Topic(Arc<str>),
+}
 
-/// Sends messages to one queue in batches. [`Producer::send`] resolves once the message is durable
-/// (or definitively refused); batches fill to `batch_size` / `batch_bytes` or leave after
-/// `linger`; a `busy` queue is retried with exponential backoff and full jitter, never sooner than
-/// the server's retry-after.
+/// A client bound to a destination: the [`Sink`] of a producer's batches.
+#[derive(Clone, Debug)]
+struct Publisher {
+    client: Client,
+    dest: Dest,
+}
+
+impl Sink for Publisher {
+    type Item = Message;
+    type Out = Published;
+
+    fn encoded_len(item: &Message) -> usize {
+        item.encoded_len()
+    }
+
+    async fn send(&self, items: Vec<Message>) -> Result<Vec<Published>, ClientError> {
+        match &self.dest {
+            Dest::Queue(q) => self.client.publish(q, items).await,
+            Dest::Topic(t) => self.client.publish_topic(t, items).await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match &self.dest {
+            Dest::Queue(q) => format!("queue {q}"),
+            Dest::Topic(t) => format!("topic {t}"),
+        }
+    }
+}
+
+/// Sends messages to one queue (or one topic: [`Client::topic_producer`]) in batches.
+/// [`Producer::send`] resolves once the message is durable (or definitively refused); batches
+/// fill to `batch_size` / `batch_bytes` or leave after `linger`; a `busy` refusal (for a topic:
+/// its fullest subscription) is retried with exponential backoff and full jitter, never sooner
+/// than the server's retry-after.
 ///
 /// ```no_run
 /// # async fn demo() -> Result<(), weir_client::ClientError> {
@@ -58,114 +95,44 @@ type Item = (Message, oneshot::Sender<Result<Published, ClientError>>);
 /// ```
 #[derive(Clone, Debug)]
 pub struct Producer {
-    queue: Arc<str>,
-    tx: mpsc::Sender<Item>,
+    dest: Dest,
+    tx: mpsc::Sender<Entry<Publisher>>,
 }
 
 impl Producer {
-    pub(crate) fn new(client: Client, queue: &str, options: ProducerOptions) -> Producer {
-        let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
-        let queue: Arc<str> = Arc::from(queue);
-        tokio::spawn(batch_loop(client, queue.clone(), options, rx));
-        Producer { queue, tx }
+    pub(crate) fn to_queue(client: Client, queue: &str, options: ProducerOptions) -> Producer {
+        Producer::start(client, Dest::Queue(Arc::from(queue)), options)
     }
 
-    /// The queue this producer publishes to.
+    pub(crate) fn to_topic(client: Client, topic: &str, options: ProducerOptions) -> Producer {
+        Producer::start(client, Dest::Topic(Arc::from(topic)), options)
+    }
+
+    fn start(client: Client, dest: Dest, options: ProducerOptions) -> Producer {
+        let tx = batcher::start(
+            Publisher {
+                client,
+                dest: dest.clone(),
+            },
+            options,
+        );
+        Producer { dest, tx }
+    }
+
+    /// The name of the queue (or topic) this producer publishes to.
     pub fn queue(&self) -> &str {
-        &self.queue
+        match &self.dest {
+            Dest::Queue(name) | Dest::Topic(name) => name,
+        }
+    }
+
+    /// Whether this producer publishes to a topic rather than a queue.
+    pub fn is_topic(&self) -> bool {
+        matches!(self.dest, Dest::Topic(_))
     }
 
     /// Queues `message` for the next batch and waits until it is durable.
     pub async fn send(&self, message: Message) -> Result<Published, ClientError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((message, reply))
-            .await
-            .map_err(|_| ClientError::disconnected("the producer task ended"))?;
-        answer
-            .await
-            .map_err(|_| ClientError::disconnected("the producer task ended"))?
-    }
-}
-
-async fn batch_loop(
-    client: Client,
-    queue: Arc<str>,
-    options: ProducerOptions,
-    mut rx: mpsc::Receiver<Item>,
-) {
-    let batch_size = options
-        .batch_size
-        .clamp(1, weir_proto::limits::MAX_BATCH_MESSAGES);
-    let in_flight = Arc::new(Semaphore::new(options.max_in_flight_batches.max(1)));
-    while let Some(first) = rx.recv().await {
-        let deadline = Instant::now() + options.linger;
-        let mut bytes = first.0.encoded_len();
-        let mut batch = vec![first];
-        while batch.len() < batch_size && bytes < options.batch_bytes {
-            tokio::select! {
-                item = rx.recv() => match item {
-                    Some(item) => {
-                        bytes = bytes.saturating_add(item.0.encoded_len());
-                        batch.push(item);
-                    }
-                    None => break,
-                },
-                () = tokio::time::sleep_until(deadline) => break,
-            }
-        }
-        let Ok(permit) = in_flight.clone().acquire_owned().await else {
-            return;
-        };
-        let client = client.clone();
-        let queue = queue.clone();
-        let backoff = options.backoff;
-        tokio::spawn(async move {
-            let (messages, replies): (Vec<Message>, Vec<_>) = batch.into_iter().unzip();
-            match publish_with_retry(&client, &queue, messages, backoff).await {
-                Ok(results) if results.len() == replies.len() => {
-                    for (reply, result) in replies.into_iter().zip(results) {
-                        let _ = reply.send(Ok(result));
-                    }
-                }
-                Ok(results) => {
-                    let e = ClientError::Protocol(format!(
-                        "{} results for a batch of {}",
-                        results.len(),
-                        replies.len()
-                    ));
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-                Err(e) => {
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-            }
-            drop(permit);
-        });
-    }
-}
-
-/// Publishes one batch, retrying `busy` refusals under `backoff`.
-pub(crate) async fn publish_with_retry(
-    client: &Client,
-    queue: &str,
-    messages: Vec<Message>,
-    backoff: Backoff,
-) -> Result<Vec<Published>, ClientError> {
-    let mut attempt = 0;
-    loop {
-        match client.publish(queue, messages.clone()).await {
-            Err(e) if e.is_retryable() && attempt < backoff.max_retries => {
-                let wait = backoff.delay(attempt, e.retry_after());
-                tracing::debug!(queue, attempt, ?wait, error = %e, "publish refused; retrying");
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
+        batcher::send::<Publisher>(&self.tx, message).await
     }
 }

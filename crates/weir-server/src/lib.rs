@@ -144,6 +144,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     tasks.push(tokio::spawn(native::serve(
         native_listener,
         broker.clone(),
+        task_service.clone(),
         native::NativeLimits {
             max_connections: config.max_connections,
             max_body_bytes: config.broker.max_body_bytes,

@@ -1,22 +1,33 @@
 //! Payload encoders and decoders, one pair per frame type. Decoding enforces every limit of
 //! [`crate::limits`]: a frame that decodes is a frame the broker may be handed.
 
-use std::collections::BTreeMap;
-
-use bytes::Bytes;
-
-use super::types::{
-    Delivery, ErrorFrame, HelloOk, OutMessage, PublishResult, QueueInfo, QueueOptions,
+use super::queue::{
+    decode_delivery, decode_info, decode_messages, decode_options, decode_receipts,
+    encode_delivery, encode_info, encode_messages, encode_options, encode_strings,
 };
+use super::stream::{
+    decode_assignment, decode_group_info, decode_partition, decode_positions, decode_read_from,
+    decode_records, decode_stream_info, decode_stream_options, decode_stream_records,
+    encode_assignment, encode_group_info, encode_positions, encode_read_from, encode_records,
+    encode_stream_info, encode_stream_options, encode_stream_records,
+};
+use super::task::{
+    decode_state, decode_submit, decode_task_id, decode_task_info, encode_state, encode_submit,
+    encode_task_info,
+};
+use super::topic::{
+    decode_start, decode_target, decode_topic_info, encode_start, encode_target, encode_topic_info,
+};
+use super::types::{ErrorFrame, HelloOk, PublishResult};
 use super::wire::{DecodeError, DecodeReason, EncodeError, Reader, Writer};
 use super::{
     Payload, AUTH_PROTOCOL_VERSION, LENGTH_BYTES, MAX_CREDITS, MAX_ERROR_MESSAGE_BYTES,
-    MAX_RECEIPT_BYTES, MAX_TOKEN_BYTES,
+    MAX_TOKEN_BYTES,
 };
 use crate::limits::{
-    MAX_BATCH_MESSAGES, MAX_BODY_BYTES_CEILING, MAX_DELAY_MS, MAX_HEADERS, MAX_HEADER_NAME_BYTES,
-    MAX_HEADER_VALUE_BYTES, MAX_KEY_BYTES, MAX_LEASE_MS, MAX_MESSAGE_ID_BYTES, MAX_PRIORITY,
-    MAX_RECEIVE_MESSAGES, MAX_WAIT_MS, MIN_LEASE_MS,
+    MAX_BATCH_MESSAGES, MAX_DELAY_MS, MAX_LEASE_MS, MAX_MESSAGE_ID_BYTES, MAX_READ_RECORDS,
+    MAX_RECEIVE_MESSAGES, MAX_SESSION_TIMEOUT_MS, MAX_STREAM_PARTITIONS, MAX_WAIT_MS, MIN_LEASE_MS,
+    MIN_SESSION_TIMEOUT_MS,
 };
 use crate::ErrorCode;
 
@@ -33,53 +44,90 @@ pub(super) fn encode_payload(p: &Payload, w: &mut Writer<'_>) -> Enc {
         Payload::DeleteQueue { queue } | Payload::QueueStats { queue } => {
             w.bytes16("queue", queue.as_bytes())
         }
+        Payload::CreateTopic { topic, options } => {
+            w.bytes16("topic", topic.as_bytes())?;
+            w.opt_u64(options.dedup_window_ms);
+            Ok(())
+        }
+        Payload::DeleteTopic { topic } | Payload::TopicStats { topic } => {
+            w.bytes16("topic", topic.as_bytes())
+        }
+        Payload::CreateSubscription {
+            topic,
+            subscription,
+            start,
+            options,
+        } => {
+            w.bytes16("topic", topic.as_bytes())?;
+            w.bytes16("subscription", subscription.as_bytes())?;
+            encode_start(*start, w);
+            encode_options(options, w)
+        }
+        Payload::DeleteSubscription {
+            topic,
+            subscription,
+        } => {
+            w.bytes16("topic", topic.as_bytes())?;
+            w.bytes16("subscription", subscription.as_bytes())
+        }
+        Payload::CreateStream { stream, options } => {
+            w.bytes16("stream", stream.as_bytes())?;
+            encode_stream_options(options, w);
+            Ok(())
+        }
+        Payload::DeleteStream { stream } | Payload::StreamStats { stream } => {
+            w.bytes16("stream", stream.as_bytes())
+        }
         Payload::Publish { queue, messages } => {
             w.bytes16("queue", queue.as_bytes())?;
-            w.count32("messages", messages.len())?;
-            messages.iter().try_for_each(|m| encode_message(m, w))
+            encode_messages(messages, w)
+        }
+        Payload::PublishTopic { topic, messages } => {
+            w.bytes16("topic", topic.as_bytes())?;
+            encode_messages(messages, w)
         }
         Payload::Receive {
-            queue,
+            target,
             max,
             lease_ms,
             wait_ms,
         } => {
-            w.bytes16("queue", queue.as_bytes())?;
+            encode_target(target, w)?;
             w.u32(*max);
             w.opt_u64(*lease_ms);
             w.u64(*wait_ms);
             Ok(())
         }
-        Payload::Ack { queue, receipts } => {
-            w.bytes16("queue", queue.as_bytes())?;
+        Payload::Ack { target, receipts } => {
+            encode_target(target, w)?;
             encode_strings("receipts", receipts, w)
         }
         Payload::Nack {
-            queue,
+            target,
             receipts,
             delay_ms,
         } => {
-            w.bytes16("queue", queue.as_bytes())?;
+            encode_target(target, w)?;
             encode_strings("receipts", receipts, w)?;
             w.opt_u64(*delay_ms);
             Ok(())
         }
         Payload::Extend {
-            queue,
+            target,
             receipts,
             lease_ms,
         } => {
-            w.bytes16("queue", queue.as_bytes())?;
+            encode_target(target, w)?;
             encode_strings("receipts", receipts, w)?;
             w.u64(*lease_ms);
             Ok(())
         }
         Payload::Subscribe {
-            queue,
+            target,
             credits,
             lease_ms,
         } => {
-            w.bytes16("queue", queue.as_bytes())?;
+            encode_target(target, w)?;
             w.u32(*credits);
             w.opt_u64(*lease_ms);
             Ok(())
@@ -96,6 +144,72 @@ pub(super) fn encode_payload(p: &Payload, w: &mut Writer<'_>) -> Enc {
             w.u64(*subscription);
             Ok(())
         }
+        Payload::Append { stream, records } => {
+            w.bytes16("stream", stream.as_bytes())?;
+            encode_records(records, w)
+        }
+        Payload::Read {
+            stream,
+            partition,
+            from,
+            max,
+            wait_ms,
+        } => {
+            w.bytes16("stream", stream.as_bytes())?;
+            w.u32(*partition);
+            encode_read_from(*from, w);
+            w.u32(*max);
+            w.u64(*wait_ms);
+            Ok(())
+        }
+        Payload::JoinGroup {
+            stream,
+            group,
+            member,
+            session_timeout_ms,
+        } => {
+            encode_names(
+                &[("stream", stream), ("group", group), ("member", member)],
+                w,
+            )?;
+            w.opt_u64(*session_timeout_ms);
+            Ok(())
+        }
+        Payload::Heartbeat {
+            stream,
+            group,
+            member,
+        }
+        | Payload::LeaveGroup {
+            stream,
+            group,
+            member,
+        } => encode_names(
+            &[("stream", stream), ("group", group), ("member", member)],
+            w,
+        ),
+        Payload::CommitOffsets {
+            stream,
+            group,
+            member,
+            generation,
+            offsets,
+        } => {
+            encode_names(&[("stream", stream), ("group", group)], w)?;
+            w.opt_str("member", member.as_deref())?;
+            w.opt_u64(*generation);
+            encode_positions("offsets", offsets, w)
+        }
+        Payload::GroupStatus { stream, group } => {
+            encode_names(&[("stream", stream), ("group", group)], w)
+        }
+        Payload::SubmitTask(s) => encode_submit(s, w),
+        Payload::GetTask { id, wait_ms } => {
+            w.bytes16("task id", id.as_bytes())?;
+            w.u64(*wait_ms);
+            Ok(())
+        }
+        Payload::CancelTask { id } => w.bytes16("task id", id.as_bytes()),
         Payload::HelloOk(h) => {
             w.u16(h.version);
             w.u32(h.max_frame_bytes);
@@ -131,7 +245,32 @@ pub(super) fn encode_payload(p: &Payload, w: &mut Writer<'_>) -> Enc {
             w.u32(*done);
             encode_strings("invalid receipts", invalid, w)
         }
+        Payload::TopicInfo(t) => encode_topic_info(t, w),
+        Payload::StreamInfo(s) => encode_stream_info(s, w),
+        Payload::Appended(positions) => encode_positions("positions", positions, w),
+        Payload::Records {
+            records,
+            next_offset,
+        } => {
+            w.u64(*next_offset);
+            encode_stream_records(records, w)
+        }
+        Payload::GroupAssignment(a) => encode_assignment(a, w),
+        Payload::GroupInfo(g) => encode_group_info(g, w),
+        Payload::TaskSubmitted { id, state, created } => {
+            w.bytes16("task id", id.as_bytes())?;
+            encode_state(*state, w);
+            w.bool(*created);
+            Ok(())
+        }
+        Payload::TaskInfo(t) => encode_task_info(t, w),
     }
+}
+
+fn encode_names(names: &[(&'static str, &String)], w: &mut Writer<'_>) -> Enc {
+    names
+        .iter()
+        .try_for_each(|(what, name)| w.bytes16(what, name.as_bytes()))
 }
 
 pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
@@ -151,38 +290,69 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
         0x12 => Payload::QueueStats {
             queue: r.name("queue")?,
         },
-        0x20 => {
-            let queue = r.name("queue")?;
-            let n = r.count32("messages", MAX_BATCH_MESSAGES)?;
-            let mut messages = Vec::with_capacity(n.min(64));
-            for _ in 0..n {
-                messages.push(decode_message(r)?);
-            }
-            Payload::Publish { queue, messages }
-        }
-        0x21 => Payload::Receive {
+        0x13 => Payload::CreateTopic {
+            topic: r.name("topic")?,
+            options: super::TopicOptions {
+                dedup_window_ms: r.opt_u64_in("dedup_window_ms", 0, u64::MAX)?,
+            },
+        },
+        0x14 => Payload::DeleteTopic {
+            topic: r.name("topic")?,
+        },
+        0x15 => Payload::TopicStats {
+            topic: r.name("topic")?,
+        },
+        0x16 => Payload::CreateSubscription {
+            topic: r.name("topic")?,
+            subscription: r.name("subscription")?,
+            start: decode_start(r)?,
+            options: decode_options(r)?,
+        },
+        0x17 => Payload::DeleteSubscription {
+            topic: r.name("topic")?,
+            subscription: r.name("subscription")?,
+        },
+        0x18 => Payload::CreateStream {
+            stream: r.name("stream")?,
+            options: decode_stream_options(r)?,
+        },
+        0x19 => Payload::DeleteStream {
+            stream: r.name("stream")?,
+        },
+        0x1a => Payload::StreamStats {
+            stream: r.name("stream")?,
+        },
+        0x20 => Payload::Publish {
             queue: r.name("queue")?,
+            messages: decode_messages(r)?,
+        },
+        0x40 => Payload::PublishTopic {
+            topic: r.name("topic")?,
+            messages: decode_messages(r)?,
+        },
+        0x21 | 0x41 => Payload::Receive {
+            target: decode_target(type_byte, r)?,
             // Bounded to 1..=1000, so the cast back to u32 is exact.
             max: r.u32_in("max", 1, MAX_RECEIVE_MESSAGES as u64)?,
             lease_ms: r.opt_u64_in("lease_ms", MIN_LEASE_MS, MAX_LEASE_MS)?,
             wait_ms: r.u64_in("wait_ms", 0, MAX_WAIT_MS)?,
         },
-        0x22 => Payload::Ack {
-            queue: r.name("queue")?,
+        0x22 | 0x42 => Payload::Ack {
+            target: decode_target(type_byte, r)?,
             receipts: decode_receipts("receipts", r)?,
         },
-        0x23 => Payload::Nack {
-            queue: r.name("queue")?,
+        0x23 | 0x43 => Payload::Nack {
+            target: decode_target(type_byte, r)?,
             receipts: decode_receipts("receipts", r)?,
             delay_ms: r.opt_u64_in("delay_ms", 0, MAX_DELAY_MS)?,
         },
-        0x24 => Payload::Extend {
-            queue: r.name("queue")?,
+        0x24 | 0x44 => Payload::Extend {
+            target: decode_target(type_byte, r)?,
             receipts: decode_receipts("receipts", r)?,
             lease_ms: r.u64_in("lease_ms", MIN_LEASE_MS, MAX_LEASE_MS)?,
         },
-        0x30 => Payload::Subscribe {
-            queue: r.name("queue")?,
+        0x30 | 0x50 => Payload::Subscribe {
+            target: decode_target(type_byte, r)?,
             credits: r.u32_in("credits", 0, u64::from(MAX_CREDITS))?,
             lease_ms: r.opt_u64_in("lease_ms", MIN_LEASE_MS, MAX_LEASE_MS)?,
         },
@@ -192,6 +362,51 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
         },
         0x32 => Payload::Unsubscribe {
             subscription: r.u64("subscription")?,
+        },
+        0x60 => Payload::Append {
+            stream: r.name("stream")?,
+            records: decode_records(r)?,
+        },
+        0x61 => Payload::Read {
+            stream: r.name("stream")?,
+            partition: decode_partition(r)?,
+            from: decode_read_from(r)?,
+            // Bounded to 1..=1000, so the value fits the u32 it was read as.
+            max: r.u32_in("max", 1, MAX_READ_RECORDS as u64)?,
+            wait_ms: r.u64_in("wait_ms", 0, MAX_WAIT_MS)?,
+        },
+        0x62 => Payload::JoinGroup {
+            stream: r.name("stream")?,
+            group: r.name("group")?,
+            member: r.name("member")?,
+            session_timeout_ms: r.opt_u64_in(
+                "session_timeout_ms",
+                MIN_SESSION_TIMEOUT_MS,
+                MAX_SESSION_TIMEOUT_MS,
+            )?,
+        },
+        0x63 => Payload::Heartbeat {
+            stream: r.name("stream")?,
+            group: r.name("group")?,
+            member: r.name("member")?,
+        },
+        0x64 => Payload::LeaveGroup {
+            stream: r.name("stream")?,
+            group: r.name("group")?,
+            member: r.name("member")?,
+        },
+        0x65 => decode_commit(r)?,
+        0x66 => Payload::GroupStatus {
+            stream: r.name("stream")?,
+            group: r.name("group")?,
+        },
+        0x70 => Payload::SubmitTask(decode_submit(r)?),
+        0x71 => Payload::GetTask {
+            id: decode_task_id(r)?,
+            wait_ms: r.u64_in("wait_ms", 0, MAX_WAIT_MS)?,
+        },
+        0x72 => Payload::CancelTask {
+            id: decode_task_id(r)?,
         },
         0x80 => {
             let version = r.u16("version")?;
@@ -254,6 +469,24 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
             done: r.u32("done")?,
             invalid: decode_receipts("invalid receipts", r)?,
         },
+        0x87 => Payload::TopicInfo(decode_topic_info(r)?),
+        0x88 => Payload::StreamInfo(decode_stream_info(r)?),
+        0x89 => Payload::Appended(decode_positions("positions", MAX_BATCH_MESSAGES, r)?),
+        0x8a => {
+            let next_offset = r.u64("next_offset")?;
+            Payload::Records {
+                records: decode_stream_records(r)?,
+                next_offset,
+            }
+        }
+        0x8b => Payload::GroupAssignment(decode_assignment(r)?),
+        0x8c => Payload::GroupInfo(decode_group_info(r)?),
+        0x8d => Payload::TaskSubmitted {
+            id: decode_task_id(r)?,
+            state: decode_state(r)?,
+            created: r.bool("created")?,
+        },
+        0x8e => Payload::TaskInfo(decode_task_info(r)?),
         other => {
             return Err(DecodeError::new(
                 LENGTH_BYTES,
@@ -265,225 +498,30 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
     })
 }
 
-fn encode_strings(what: &'static str, items: &[String], w: &mut Writer<'_>) -> Enc {
-    w.count32(what, items.len())?;
-    items.iter().try_for_each(|s| w.bytes16(what, s.as_bytes()))
-}
-
-fn decode_receipts(what: &'static str, r: &mut Reader<'_>) -> Result<Vec<String>, DecodeError> {
-    let n = r.count32(what, MAX_BATCH_MESSAGES)?;
-    let mut out = Vec::with_capacity(n.min(64));
-    for _ in 0..n {
-        out.push(r.str16("receipt", 1, MAX_RECEIPT_BYTES)?);
-    }
-    Ok(out)
-}
-
-fn encode_headers(h: &BTreeMap<String, String>, w: &mut Writer<'_>) -> Enc {
-    let n = u16::try_from(h.len()).map_err(|_| EncodeError::TooLong {
-        what: "headers",
-        len: h.len(),
-        max: u16::MAX as usize,
-    })?;
-    w.u16(n);
-    for (k, v) in h {
-        w.bytes16("header name", k.as_bytes())?;
-        w.bytes16("header value", v.as_bytes())?;
-    }
-    Ok(())
-}
-
-fn decode_headers(r: &mut Reader<'_>) -> Result<BTreeMap<String, String>, DecodeError> {
+/// `CommitOffsets`: a generation only means something with a member.
+fn decode_commit(r: &mut Reader<'_>) -> Result<Payload, DecodeError> {
+    let stream = r.name("stream")?;
+    let group = r.name("group")?;
+    let member = r.opt_name("member")?;
     let at = r.offset();
     let have = r.remaining();
-    let count = r.u16("headers")? as usize;
-    if count > MAX_HEADERS {
+    let generation = r.opt_u64_in("generation", 0, u64::MAX)?;
+    if generation.is_some() && member.is_none() {
         return Err(DecodeError::new(
             at,
-            2,
+            9,
             have,
-            DecodeReason::TooMany {
-                what: "headers",
-                count,
-                max: MAX_HEADERS,
+            DecodeReason::Inconsistent {
+                what: "generation",
+                why: "a generation needs a member",
             },
         ));
     }
-    let mut h = BTreeMap::new();
-    for _ in 0..count {
-        let k = r.str16("header name", 1, MAX_HEADER_NAME_BYTES)?;
-        let v = r.str16("header value", 0, MAX_HEADER_VALUE_BYTES)?;
-        h.insert(k, v);
-    }
-    Ok(h)
-}
-
-fn encode_message(m: &OutMessage, w: &mut Writer<'_>) -> Enc {
-    w.opt_bytes16("message id", m.id.as_deref().map(str::as_bytes))?;
-    w.opt_bytes16("key", m.key.as_deref())?;
-    encode_headers(&m.headers, w)?;
-    w.bytes32("body", &m.body)?;
-    w.u8(m.priority);
-    w.u64(m.delay_ms);
-    Ok(())
-}
-
-fn decode_message(r: &mut Reader<'_>) -> Result<OutMessage, DecodeError> {
-    let id = if r.bool("message id")? {
-        Some(r.str16("message id", 1, MAX_MESSAGE_ID_BYTES)?)
-    } else {
-        None
-    };
-    Ok(OutMessage {
-        id,
-        key: r.opt_bytes16("key", MAX_KEY_BYTES)?,
-        headers: decode_headers(r)?,
-        body: Bytes::copy_from_slice(r.bytes32("body", 0, MAX_BODY_BYTES_CEILING)?),
-        priority: r.u8_in("priority", MAX_PRIORITY)?,
-        delay_ms: r.u64_in("delay_ms", 0, MAX_DELAY_MS)?,
-    })
-}
-
-fn encode_delivery(d: &Delivery, w: &mut Writer<'_>) -> Enc {
-    w.bytes16("message id", d.id.as_bytes())?;
-    w.bytes16("receipt", d.receipt.as_bytes())?;
-    w.opt_bytes16("key", d.key.as_deref())?;
-    encode_headers(&d.headers, w)?;
-    w.bytes32("body", &d.body)?;
-    w.u32(d.attempt);
-    w.u64(d.enqueued_at_ms);
-    w.u8(d.priority);
-    Ok(())
-}
-
-fn decode_delivery(r: &mut Reader<'_>) -> Result<Delivery, DecodeError> {
-    Ok(Delivery {
-        id: r.str16("message id", 1, MAX_MESSAGE_ID_BYTES)?,
-        receipt: r.str16("receipt", 1, MAX_RECEIPT_BYTES)?,
-        key: r.opt_bytes16("key", MAX_KEY_BYTES)?,
-        headers: decode_headers(r)?,
-        body: Bytes::copy_from_slice(r.bytes32("body", 0, MAX_BODY_BYTES_CEILING)?),
-        attempt: r.u32("attempt")?,
-        enqueued_at_ms: r.u64("enqueued_at_ms")?,
-        priority: r.u8_in("priority", MAX_PRIORITY)?,
-    })
-}
-
-fn encode_options(o: &QueueOptions, w: &mut Writer<'_>) -> Enc {
-    w.opt_u64(o.max_depth);
-    w.opt_u64(o.max_bytes);
-    w.opt_u64(o.max_latency_ms);
-    w.opt_u64(o.lease_ms);
-    w.opt_u64(o.max_attempts.map(u64::from));
-    w.opt_u64(o.backoff_base_ms);
-    w.opt_u64(o.backoff_max_ms);
-    w.opt_bytes16(
-        "dead_letter_queue",
-        o.dead_letter_queue.as_deref().map(str::as_bytes),
-    )?;
-    w.opt_u64(o.dedup_window_ms);
-    match o.ordered_by_key {
-        Some(b) => {
-            w.bool(true);
-            w.bool(b);
-        }
-        None => w.bool(false),
-    }
-    Ok(())
-}
-
-fn decode_options(r: &mut Reader<'_>) -> Result<QueueOptions, DecodeError> {
-    let max_depth = r.opt_u64_in("max_depth", 0, u64::MAX)?;
-    let max_bytes = r.opt_u64_in("max_bytes", 0, u64::MAX)?;
-    let max_latency_ms = r.opt_u64_in("max_latency_ms", 0, u64::MAX)?;
-    let lease_ms = r.opt_u64_in("lease_ms", MIN_LEASE_MS, MAX_LEASE_MS)?;
-    let max_attempts = r
-        .opt_u64_in("max_attempts", 1, u64::from(u32::MAX))?
-        // In range 1..=u32::MAX, checked just above.
-        .map(|v| v as u32);
-    let backoff_base_ms = r.opt_u64_in("backoff_base_ms", 0, u64::MAX)?;
-    let backoff_max_ms = r.opt_u64_in("backoff_max_ms", 0, u64::MAX)?;
-    let dead_letter_queue = if r.bool("dead_letter_queue")? {
-        Some(r.name("dead_letter_queue")?)
-    } else {
-        None
-    };
-    let dedup_window_ms = r.opt_u64_in("dedup_window_ms", 0, u64::MAX)?;
-    let ordered_by_key = if r.bool("ordered_by_key")? {
-        Some(r.bool("ordered_by_key")?)
-    } else {
-        None
-    };
-    Ok(QueueOptions {
-        max_depth,
-        max_bytes,
-        max_latency_ms,
-        lease_ms,
-        max_attempts,
-        backoff_base_ms,
-        backoff_max_ms,
-        dead_letter_queue,
-        dedup_window_ms,
-        ordered_by_key,
-    })
-}
-
-fn info_counters(q: &QueueInfo) -> [u64; 15] {
-    [
-        q.ready,
-        q.in_flight,
-        q.delayed,
-        q.total,
-        q.bytes,
-        q.published_total,
-        q.delivered_total,
-        q.acked_total,
-        q.nacked_total,
-        q.dead_lettered_total,
-        q.refused_total,
-        q.duplicates_total,
-        q.redelivered_total,
-        q.expired_leases_total,
-        q.disk_bytes,
-    ]
-}
-
-fn encode_info(q: &QueueInfo, w: &mut Writer<'_>) -> Enc {
-    w.bytes16("queue", q.name.as_bytes())?;
-    w.bool(q.created);
-    for v in info_counters(q) {
-        w.u64(v);
-    }
-    encode_options(&q.config, w)
-}
-
-fn decode_info(r: &mut Reader<'_>) -> Result<QueueInfo, DecodeError> {
-    let name = r.name("queue")?;
-    let created = r.bool("created")?;
-    let mut c = [0u64; 15];
-    for v in &mut c {
-        *v = r.u64("counter")?;
-    }
-    let [ready, in_flight, delayed, total, bytes, published_total, delivered_total, acked_total, nacked_total, dead_lettered_total, refused_total, duplicates_total, redelivered_total, expired_leases_total, disk_bytes] =
-        c;
-    Ok(QueueInfo {
-        name,
-        created,
-        ready,
-        in_flight,
-        delayed,
-        total,
-        bytes,
-        published_total,
-        delivered_total,
-        acked_total,
-        nacked_total,
-        dead_lettered_total,
-        refused_total,
-        duplicates_total,
-        redelivered_total,
-        expired_leases_total,
-        disk_bytes,
-        config: decode_options(r)?,
+    Ok(Payload::CommitOffsets {
+        stream,
+        group,
+        member,
+        generation,
+        offsets: decode_positions("offsets", MAX_STREAM_PARTITIONS as usize, r)?,
     })
 }

@@ -13,7 +13,7 @@ use super::{HELLO_BYTES, MAGIC, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION};
 ///
 /// let mut buf = BytesMut::new();
 /// Hello::current().encode(&mut buf);
-/// assert_eq!(&buf[..], b"WEIR\x00\x02\x00\x00");
+/// assert_eq!(&buf[..], b"WEIR\x00\x03\x00\x00");
 /// assert_eq!(Hello::decode(&buf).unwrap(), Some((Hello::current(), 8)));
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

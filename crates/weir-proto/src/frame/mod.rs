@@ -34,15 +34,27 @@
 
 mod codec;
 mod handshake;
+mod queue;
+mod stream;
+mod task;
+mod topic;
 mod types;
 mod wire;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v3;
 
 use bytes::{BufMut, BytesMut};
 
 pub use handshake::Hello;
+pub use stream::{
+    GroupAssignment, GroupInfo, GroupMember, OutRecord, PartitionCommit, PartitionInfo,
+    PartitionLag, PartitionOffset, ReadFrom, StreamInfo, StreamOptions, StreamRecord,
+};
+pub use task::{TaskAttempt, TaskInfo, TaskState, TaskSubmit};
+pub use topic::{SubscriptionStart, Target, TopicInfo, TopicOptions};
 pub use types::{
     Delivery, ErrorFrame, HelloOk, OutMessage, PublishResult, QueueInfo, QueueOptions,
 };
@@ -54,8 +66,8 @@ use wire::{Reader, Writer};
 /// The four bytes that open every connection.
 pub const MAGIC: [u8; 4] = *b"WEIR";
 /// The protocol version this crate speaks best. Version 2 added [`Payload::Authenticate`] and
-/// [`HelloOk::auth_required`].
-pub const PROTOCOL_VERSION: u16 = 2;
+/// [`HelloOk::auth_required`]; version 3 added topics, streams and tasks.
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The oldest protocol version this crate still speaks.
 pub const MIN_PROTOCOL_VERSION: u16 = 1;
 /// Size of the client's handshake, in bytes.
@@ -74,12 +86,16 @@ pub const MAX_CREDITS: u32 = 10_000;
 pub const MAX_TOKEN_BYTES: usize = 256;
 /// The first protocol version with [`Payload::Authenticate`] and [`HelloOk::auth_required`].
 pub const AUTH_PROTOCOL_VERSION: u16 = 2;
+/// The first protocol version with topics (and [`Target::Subscription`]), streams with consumer
+/// groups, and tasks. Its `HelloOk` is laid out as version 2's.
+pub const TOPICS_PROTOCOL_VERSION: u16 = 3;
 
 const _: () = assert!(LENGTH_BYTES + HEADER_BYTES < MAX_FRAME_BYTES);
 const _: () = assert!(MAX_FRAME_BYTES <= u32::MAX as usize);
 const _: () = assert!(MAX_CREDITS as usize >= crate::limits::MAX_RECEIVE_MESSAGES);
 const _: () = assert!(MIN_PROTOCOL_VERSION <= AUTH_PROTOCOL_VERSION);
-const _: () = assert!(AUTH_PROTOCOL_VERSION <= PROTOCOL_VERSION);
+const _: () = assert!(AUTH_PROTOCOL_VERSION < TOPICS_PROTOCOL_VERSION);
+const _: () = assert!(TOPICS_PROTOCOL_VERSION <= PROTOCOL_VERSION);
 const _: () = assert!(MAX_TOKEN_BYTES <= u16::MAX as usize);
 
 /// One frame: the request id it belongs to and what it says.
@@ -124,6 +140,59 @@ pub enum Payload {
         /// Queue name.
         queue: String,
     },
+    /// `0x13` (v3) create a topic or update its settings; answered by `TopicInfo`.
+    CreateTopic {
+        /// Topic name.
+        topic: String,
+        /// Settings to apply.
+        options: TopicOptions,
+    },
+    /// `0x14` (v3) delete a topic and its subscriptions; answered by `Ok`.
+    DeleteTopic {
+        /// Topic name.
+        topic: String,
+    },
+    /// `0x15` (v3) a topic's counters and every subscription's; answered by `TopicInfo`.
+    TopicStats {
+        /// Topic name.
+        topic: String,
+    },
+    /// `0x16` (v3) create a subscription (and its dead-letter queue) or update its settings;
+    /// answered by `QueueInfo` (named after the subscription).
+    CreateSubscription {
+        /// Topic name.
+        topic: String,
+        /// Subscription name.
+        subscription: String,
+        /// Where a new subscription starts (ignored when it exists).
+        start: SubscriptionStart,
+        /// The subscription's queue settings (PUT semantics, as `CreateQueue`).
+        options: QueueOptions,
+    },
+    /// `0x17` (v3) delete a subscription; answered by `Ok`.
+    DeleteSubscription {
+        /// Topic name.
+        topic: String,
+        /// Subscription name.
+        subscription: String,
+    },
+    /// `0x18` (v3) create a stream or update its retention; answered by `StreamInfo`.
+    CreateStream {
+        /// Stream name.
+        stream: String,
+        /// Settings to apply.
+        options: StreamOptions,
+    },
+    /// `0x19` (v3) delete a stream, its records and its groups; answered by `Ok`.
+    DeleteStream {
+        /// Stream name.
+        stream: String,
+    },
+    /// `0x1a` (v3) a stream's settings, partitions and groups; answered by `StreamInfo`.
+    StreamStats {
+        /// Stream name.
+        stream: String,
+    },
     /// `0x20` publish a batch (all or nothing); answered by `Published` once durable.
     Publish {
         /// Queue name.
@@ -131,10 +200,11 @@ pub enum Payload {
         /// The messages, at most `MAX_BATCH_MESSAGES`.
         messages: Vec<OutMessage>,
     },
-    /// `0x21` pull up to `max` messages, waiting up to `wait_ms`; answered by `Deliveries`.
+    /// `0x21` (queue) / `0x41` (subscription) pull up to `max` messages, waiting up to
+    /// `wait_ms`; answered by `Deliveries`.
     Receive {
-        /// Queue name.
-        queue: String,
+        /// The queue or subscription.
+        target: Target,
         /// 1–1000.
         max: u32,
         /// Lease for these deliveries (default: the queue's).
@@ -142,37 +212,40 @@ pub enum Payload {
         /// Long-poll wait, 0–20000 ms.
         wait_ms: u64,
     },
-    /// `0x22` acknowledge deliveries; answered by `ReceiptsDone`.
+    /// `0x22` (queue) / `0x42` (subscription) acknowledge deliveries; answered by
+    /// `ReceiptsDone`.
     Ack {
-        /// Queue name.
-        queue: String,
+        /// The queue or subscription.
+        target: Target,
         /// Receipts to ack.
         receipts: Vec<String>,
     },
-    /// `0x23` give deliveries back, after `delay_ms` or the queue's backoff; answered by
-    /// `ReceiptsDone`.
+    /// `0x23` (queue) / `0x43` (subscription) give deliveries back, after `delay_ms` or the
+    /// queue's backoff; answered by `ReceiptsDone`.
     Nack {
-        /// Queue name.
-        queue: String,
+        /// The queue or subscription.
+        target: Target,
         /// Receipts to nack.
         receipts: Vec<String>,
         /// Redelivery delay; `None` applies the queue's backoff.
         delay_ms: Option<u64>,
     },
-    /// `0x24` extend leases to `lease_ms` from now; answered by `ReceiptsDone`.
+    /// `0x24` (queue) / `0x44` (subscription) extend leases to `lease_ms` from now; answered by
+    /// `ReceiptsDone`.
     Extend {
-        /// Queue name.
-        queue: String,
+        /// The queue or subscription.
+        target: Target,
         /// Receipts to extend.
         receipts: Vec<String>,
         /// New lease from now.
         lease_ms: u64,
     },
-    /// `0x30` subscribe: answered by `Ok`, then `Deliveries` pushed with this request id while
-    /// the subscription holds credits (one credit per delivery).
+    /// `0x30` (queue) / `0x50` (topic subscription) subscribe: answered by `Ok`, then
+    /// `Deliveries` pushed with this request id while the subscription holds credits (one credit
+    /// per delivery).
     Subscribe {
-        /// Queue name.
-        queue: String,
+        /// The queue or topic subscription.
+        target: Target,
         /// Initial credits (prefetch), 0–`MAX_CREDITS`.
         credits: u32,
         /// Lease for deliveries (default: the queue's).
@@ -189,6 +262,107 @@ pub enum Payload {
     Unsubscribe {
         /// The subscribe request's id.
         subscription: u64,
+    },
+    /// `0x40` (v3) publish a batch to a topic (all or nothing; every subscription gets it);
+    /// answered by `Published` once durable.
+    PublishTopic {
+        /// Topic name.
+        topic: String,
+        /// The messages, at most `MAX_BATCH_MESSAGES`.
+        messages: Vec<OutMessage>,
+    },
+    /// `0x60` (v3) append records (atomic per partition); answered by `Appended` once durable.
+    Append {
+        /// Stream name.
+        stream: String,
+        /// The records, at most `MAX_BATCH_MESSAGES`.
+        records: Vec<OutRecord>,
+    },
+    /// `0x61` (v3) read up to `max` records of a partition, waiting up to `wait_ms` for the first
+    /// (long poll); answered by `Records`. Reads consume nothing.
+    Read {
+        /// Stream name.
+        stream: String,
+        /// The partition.
+        partition: u32,
+        /// Where to start.
+        from: ReadFrom,
+        /// 1–1000.
+        max: u32,
+        /// Long-poll wait, 0–20000 ms.
+        wait_ms: u64,
+    },
+    /// `0x62` (v3) join a consumer group, or refresh the session of a member already in it;
+    /// answered by `GroupAssignment`.
+    JoinGroup {
+        /// Stream name.
+        stream: String,
+        /// Group name.
+        group: String,
+        /// Member id (a name).
+        member: String,
+        /// The session ends when no heartbeat came for this long (100–300000 ms; default
+        /// 10000).
+        session_timeout_ms: Option<u64>,
+    },
+    /// `0x63` (v3) keep a member's session alive; answered by `GroupAssignment`, or
+    /// `not_found` once the session ended (join again).
+    Heartbeat {
+        /// Stream name.
+        stream: String,
+        /// Group name.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+    /// `0x64` (v3) leave a group (its partitions move at once); answered by `Ok`.
+    LeaveGroup {
+        /// Stream name.
+        stream: String,
+        /// Group name.
+        group: String,
+        /// Member id.
+        member: String,
+    },
+    /// `0x65` (v3) commit offsets (each the next record to process); answered by `Ok` once
+    /// durable. With `member`, it must own every partition (and be at `generation` when given),
+    /// else `conflict`.
+    CommitOffsets {
+        /// Stream name.
+        stream: String,
+        /// Group name.
+        group: String,
+        /// The committing member, fenced by ownership.
+        member: Option<String>,
+        /// The generation the member's assignment came from (only with `member`).
+        generation: Option<u64>,
+        /// The offsets, 1 to the stream's partition count.
+        offsets: Vec<PartitionOffset>,
+    },
+    /// `0x66` (v3) a group's members, generation and lag per partition; answered by
+    /// `GroupInfo`.
+    GroupStatus {
+        /// Stream name.
+        stream: String,
+        /// Group name.
+        group: String,
+    },
+    /// `0x70` (v3) submit a task (idempotent by id); answered by `TaskSubmitted` once its
+    /// record and its message are durable.
+    SubmitTask(TaskSubmit),
+    /// `0x71` (v3) a task's record, waiting up to `wait_ms` for a final state; answered by
+    /// `TaskInfo`.
+    GetTask {
+        /// The task id (1–128 bytes).
+        id: String,
+        /// Wait for a final state, 0–20000 ms.
+        wait_ms: u64,
+    },
+    /// `0x72` (v3) cancel a queued or retrying task (`conflict` when running or final);
+    /// answered by `TaskInfo`.
+    CancelTask {
+        /// The task id (1–128 bytes).
+        id: String,
     },
     /// `0x80` the server's answer to a good handshake.
     HelloOk(HelloOk),
@@ -209,6 +383,34 @@ pub enum Payload {
         /// Receipts unknown or expired.
         invalid: Vec<String>,
     },
+    /// `0x87` (v3) a topic's counters and subscriptions.
+    TopicInfo(TopicInfo),
+    /// `0x88` (v3) a stream's settings, partitions and groups.
+    StreamInfo(StreamInfo),
+    /// `0x89` (v3) an append is durable: where each record went, in order.
+    Appended(Vec<PartitionOffset>),
+    /// `0x8a` (v3) records read from a partition.
+    Records {
+        /// Records in offset order (possibly none).
+        records: Vec<StreamRecord>,
+        /// Where the next read continues.
+        next_offset: u64,
+    },
+    /// `0x8b` (v3) a member's partitions and their committed offsets.
+    GroupAssignment(GroupAssignment),
+    /// `0x8c` (v3) a group's members and lag.
+    GroupInfo(GroupInfo),
+    /// `0x8d` (v3) a task submission is durable.
+    TaskSubmitted {
+        /// The task id.
+        id: String,
+        /// Its state now.
+        state: TaskState,
+        /// False when the id was known: nothing new was submitted.
+        created: bool,
+    },
+    /// `0x8e` (v3) a task's record.
+    TaskInfo(TaskInfo),
 }
 
 impl Payload {
@@ -221,12 +423,31 @@ impl Payload {
             Payload::CreateQueue { .. } => 0x10,
             Payload::DeleteQueue { .. } => 0x11,
             Payload::QueueStats { .. } => 0x12,
+            Payload::CreateTopic { .. } => 0x13,
+            Payload::DeleteTopic { .. } => 0x14,
+            Payload::TopicStats { .. } => 0x15,
+            Payload::CreateSubscription { .. } => 0x16,
+            Payload::DeleteSubscription { .. } => 0x17,
+            Payload::CreateStream { .. } => 0x18,
+            Payload::DeleteStream { .. } => 0x19,
+            Payload::StreamStats { .. } => 0x1a,
             Payload::Publish { .. } => 0x20,
-            Payload::Receive { .. } => 0x21,
-            Payload::Ack { .. } => 0x22,
-            Payload::Nack { .. } => 0x23,
-            Payload::Extend { .. } => 0x24,
-            Payload::Subscribe { .. } => 0x30,
+            Payload::Receive { target, .. } => target.type_byte(0x21),
+            Payload::Ack { target, .. } => target.type_byte(0x22),
+            Payload::Nack { target, .. } => target.type_byte(0x23),
+            Payload::Extend { target, .. } => target.type_byte(0x24),
+            Payload::Subscribe { target, .. } => target.type_byte(0x30),
+            Payload::PublishTopic { .. } => 0x40,
+            Payload::Append { .. } => 0x60,
+            Payload::Read { .. } => 0x61,
+            Payload::JoinGroup { .. } => 0x62,
+            Payload::Heartbeat { .. } => 0x63,
+            Payload::LeaveGroup { .. } => 0x64,
+            Payload::CommitOffsets { .. } => 0x65,
+            Payload::GroupStatus { .. } => 0x66,
+            Payload::SubmitTask(_) => 0x70,
+            Payload::GetTask { .. } => 0x71,
+            Payload::CancelTask { .. } => 0x72,
             Payload::GrantCredits { .. } => 0x31,
             Payload::Unsubscribe { .. } => 0x32,
             Payload::HelloOk(_) => 0x80,
@@ -236,6 +457,14 @@ impl Payload {
             Payload::Published(_) => 0x84,
             Payload::Deliveries(_) => 0x85,
             Payload::ReceiptsDone { .. } => 0x86,
+            Payload::TopicInfo(_) => 0x87,
+            Payload::StreamInfo(_) => 0x88,
+            Payload::Appended(_) => 0x89,
+            Payload::Records { .. } => 0x8a,
+            Payload::GroupAssignment(_) => 0x8b,
+            Payload::GroupInfo(_) => 0x8c,
+            Payload::TaskSubmitted { .. } => 0x8d,
+            Payload::TaskInfo(_) => 0x8e,
         }
     }
 }
@@ -245,8 +474,11 @@ impl Payload {
     /// every type of every version it knows; a peer that negotiated an older version must refuse
     /// a newer type as unknown.
     pub fn since_version(&self) -> u16 {
-        match self {
-            Payload::Authenticate { .. } => AUTH_PROTOCOL_VERSION,
+        match self.type_byte() {
+            0x03 => AUTH_PROTOCOL_VERSION,
+            // Topics, streams, tasks and their answers, and the subscription forms of the
+            // consume frames.
+            0x13..=0x1a | 0x40..=0x7f | 0x87..=0xff => TOPICS_PROTOCOL_VERSION,
             _ => MIN_PROTOCOL_VERSION,
         }
     }

@@ -11,11 +11,11 @@ use super::*;
 use crate::limits::*;
 use crate::ErrorCode;
 
-fn name() -> impl Strategy<Value = String> {
+pub(super) fn name() -> impl Strategy<Value = String> {
     "[A-Za-z0-9_][A-Za-z0-9_.-]{0,40}"
 }
 
-fn small_string(min: usize, max: usize) -> impl Strategy<Value = String> {
+pub(super) fn small_string(min: usize, max: usize) -> impl Strategy<Value = String> {
     proptest::string::string_regex(&format!(".{{{min},{max}}}"))
         .expect("valid regex")
         .prop_filter("byte length", move |s| s.len() >= min && s.len() <= max * 4)
@@ -28,23 +28,23 @@ fn small_string(min: usize, max: usize) -> impl Strategy<Value = String> {
         .prop_filter("min length after trimming", move |s| s.len() >= min)
 }
 
-fn receipt() -> impl Strategy<Value = String> {
+pub(super) fn receipt() -> impl Strategy<Value = String> {
     "[A-Za-z0-9]{1,64}"
 }
 
-fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
+pub(super) fn bytes(max: usize) -> impl Strategy<Value = Bytes> {
     vec(any::<u8>(), 0..max).prop_map(Bytes::from)
 }
 
-fn headers() -> impl Strategy<Value = BTreeMap<String, String>> {
+pub(super) fn headers() -> impl Strategy<Value = BTreeMap<String, String>> {
     btree_map(small_string(1, 20), small_string(0, 40), 0..4)
 }
 
-fn lease() -> impl Strategy<Value = u64> {
+pub(super) fn lease() -> impl Strategy<Value = u64> {
     MIN_LEASE_MS..=MAX_LEASE_MS
 }
 
-fn out_message() -> impl Strategy<Value = OutMessage> {
+pub(super) fn out_message() -> impl Strategy<Value = OutMessage> {
     (
         option::of(small_string(1, MAX_MESSAGE_ID_BYTES)),
         option::of(bytes(64)),
@@ -88,7 +88,7 @@ fn delivery() -> impl Strategy<Value = Delivery> {
         )
 }
 
-fn options() -> impl Strategy<Value = QueueOptions> {
+pub(super) fn options() -> impl Strategy<Value = QueueOptions> {
     (
         (
             option::of(any::<u64>()),
@@ -119,7 +119,7 @@ fn options() -> impl Strategy<Value = QueueOptions> {
         })
 }
 
-fn info() -> impl Strategy<Value = QueueInfo> {
+pub(super) fn info() -> impl Strategy<Value = QueueInfo> {
     (name(), any::<bool>(), any::<[u64; 15]>(), options()).prop_map(|(name, created, c, config)| {
         QueueInfo {
             name,
@@ -144,11 +144,11 @@ fn info() -> impl Strategy<Value = QueueInfo> {
     })
 }
 
-fn receipts() -> impl Strategy<Value = Vec<String>> {
+pub(super) fn receipts() -> impl Strategy<Value = Vec<String>> {
     vec(receipt(), 0..8)
 }
 
-fn payload() -> impl Strategy<Value = Payload> {
+pub(super) fn payload() -> impl Strategy<Value = Payload> {
     prop_oneof![
         Just(Payload::Ping),
         Just(Payload::Pong),
@@ -165,27 +165,30 @@ fn payload() -> impl Strategy<Value = Payload> {
             0..=MAX_WAIT_MS
         )
             .prop_map(|(queue, max, lease_ms, wait_ms)| Payload::Receive {
-                queue,
+                target: Target::Queue(queue),
                 max,
                 lease_ms,
                 wait_ms
             }),
-        (name(), receipts()).prop_map(|(queue, receipts)| Payload::Ack { queue, receipts }),
+        (name(), receipts()).prop_map(|(queue, receipts)| Payload::Ack {
+            target: Target::Queue(queue),
+            receipts
+        }),
         (name(), receipts(), option::of(0..=MAX_DELAY_MS)).prop_map(
             |(queue, receipts, delay_ms)| Payload::Nack {
-                queue,
+                target: Target::Queue(queue),
                 receipts,
                 delay_ms
             }
         ),
         (name(), receipts(), lease()).prop_map(|(queue, receipts, lease_ms)| Payload::Extend {
-            queue,
+            target: Target::Queue(queue),
             receipts,
             lease_ms
         }),
         (name(), 0..=MAX_CREDITS, option::of(lease())).prop_map(|(queue, credits, lease_ms)| {
             Payload::Subscribe {
-                queue,
+                target: Target::Queue(queue),
                 credits,
                 lease_ms,
             }
@@ -300,7 +303,7 @@ proptest! {
     }
 }
 
-fn encoded(frame: &Frame) -> BytesMut {
+pub(super) fn encoded(frame: &Frame) -> BytesMut {
     let mut buf = BytesMut::new();
     frame.encode(&mut buf).unwrap();
     buf
@@ -351,7 +354,7 @@ fn limits_are_enforced_on_decode() {
     let big_batch = Frame::new(
         2,
         Payload::Ack {
-            queue: "q".into(),
+            target: "q".into(),
             receipts: vec!["r".into(); MAX_BATCH_MESSAGES + 1],
         },
     );
@@ -471,7 +474,7 @@ fn handshake_errors_are_precise() {
         DecodeReason::UnsupportedVersion {
             requested: 9,
             min: 1,
-            max: 2
+            max: 3
         }
     );
     assert!(err.to_string().contains("unsupported protocol version 9"));
@@ -607,7 +610,7 @@ fn hello_ok_layout_follows_its_version() {
 }
 
 #[test]
-fn only_authenticate_is_newer_than_version_1() {
+fn authenticate_is_the_only_version_2_frame() {
     assert_eq!(
         Payload::Authenticate {
             token: String::new()
@@ -622,6 +625,10 @@ fn only_authenticate_is_newer_than_version_1() {
     );
     assert_eq!(
         Hello::decode(b"WEIR\x00\x02\x00\x00"),
+        Ok(Some((Hello { version: 2 }, 8)))
+    );
+    assert_eq!(
+        Hello::decode(b"WEIR\x00\x03\x00\x00"),
         Ok(Some((Hello::current(), 8)))
     );
 }

@@ -80,7 +80,8 @@ impl Delivery {
     }
 }
 
-fn headers_len(headers: &BTreeMap<String, String>) -> usize {
+/// Bytes a header map takes on the wire.
+pub(super) fn headers_len(headers: &BTreeMap<String, String>) -> usize {
     headers.iter().fold(2usize, |acc, (k, v)| {
         acc.saturating_add(4 + k.len() + v.len())
     })

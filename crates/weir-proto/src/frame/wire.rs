@@ -119,6 +119,14 @@ pub enum DecodeReason {
         /// The byte.
         value: u8,
     },
+    /// A field is well-formed alone but contradicts another field of the frame.
+    #[error("{what}: {why}")]
+    Inconsistent {
+        /// The field.
+        what: &'static str,
+        /// What it contradicts.
+        why: &'static str,
+    },
 }
 
 /// A decode failure: where it happened (`offset` from the start of the input, the bytes `need`ed
@@ -455,6 +463,29 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// An optional UTF-8 string: a presence byte, then a `str16` of `min..=max` bytes.
+    pub(crate) fn opt_str16(
+        &mut self,
+        what: &'static str,
+        min: usize,
+        max: usize,
+    ) -> Result<Option<String>, DecodeError> {
+        if self.bool(what)? {
+            Ok(Some(self.str16(what, min, max)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// An optional object name: a presence byte, then a name.
+    pub(crate) fn opt_name(&mut self, what: &'static str) -> Result<Option<String>, DecodeError> {
+        if self.bool(what)? {
+            Ok(Some(self.name(what)?))
+        } else {
+            Ok(None)
+        }
+    }
+
     /// Optional u64: a presence byte, then the value in `min..=max`.
     pub(crate) fn opt_u64_in(
         &mut self,
@@ -535,6 +566,14 @@ impl Writer<'_> {
                 Ok(())
             }
         }
+    }
+
+    pub(crate) fn opt_str(
+        &mut self,
+        what: &'static str,
+        s: Option<&str>,
+    ) -> Result<(), EncodeError> {
+        self.opt_bytes16(what, s.map(str::as_bytes))
     }
 
     pub(crate) fn opt_u64(&mut self, v: Option<u64>) {

@@ -22,27 +22,55 @@ enum Need<'a> {
     Nothing,
     /// Any valid token.
     AnyToken,
-    /// An action on a queue.
-    On(Action, &'a str),
+    /// An action on a queue, topic or stream (`None`: on `*`, for requests naming none).
+    On(Action, Option<&'a str>),
 }
 
+/// The grant a request needs: the same as its HTTP route's (`crate::auth::required`).
 fn need(payload: &Payload) -> Need<'_> {
+    use Action::{Admin, Consume, Publish};
     match payload {
         Payload::Pong => Need::Nothing,
-        Payload::Publish { queue, .. } => Need::On(Action::Publish, queue),
-        Payload::Receive { queue, .. }
-        | Payload::Ack { queue, .. }
-        | Payload::Nack { queue, .. }
-        | Payload::Extend { queue, .. }
-        | Payload::Subscribe { queue, .. } => Need::On(Action::Consume, queue),
+        Payload::Publish { queue, .. } => Need::On(Publish, Some(queue)),
+        // `POST /v1/topics/{t}/messages`, `POST /v1/streams/{s}/records`.
+        Payload::PublishTopic { topic, .. } => Need::On(Publish, Some(topic)),
+        Payload::Append { stream, .. } => Need::On(Publish, Some(stream)),
+        // A subscription is checked against its topic, as `/v1/topics/{t}/subscriptions/...`.
+        Payload::Receive { target, .. }
+        | Payload::Ack { target, .. }
+        | Payload::Nack { target, .. }
+        | Payload::Extend { target, .. }
+        | Payload::Subscribe { target, .. } => Need::On(Consume, Some(target.resource())),
         Payload::CreateQueue { queue, .. } | Payload::DeleteQueue { queue } => {
-            Need::On(Action::Admin, queue)
+            Need::On(Admin, Some(queue))
         }
-        // Stats, like HTTP's GETs; credits and unsubscribe act on the connection's own
-        // subscriptions, which were checked when they were opened; `Authenticate` is answered
-        // before this check; frames only servers send are refused as `bad_request` after it.
+        Payload::CreateTopic { topic, .. }
+        | Payload::DeleteTopic { topic }
+        | Payload::CreateSubscription { topic, .. }
+        | Payload::DeleteSubscription { topic, .. } => Need::On(Admin, Some(topic)),
+        Payload::CreateStream { stream, .. } | Payload::DeleteStream { stream } => {
+            Need::On(Admin, Some(stream))
+        }
+        // Stream reads and every group call need `consume`, `GET` included.
+        Payload::Read { stream, .. }
+        | Payload::JoinGroup { stream, .. }
+        | Payload::Heartbeat { stream, .. }
+        | Payload::LeaveGroup { stream, .. }
+        | Payload::CommitOffsets { stream, .. }
+        | Payload::GroupStatus { stream, .. } => Need::On(Consume, Some(stream)),
+        // `POST /v1/tasks` and `POST /v1/tasks/{id}/cancel` name no resource: they need the
+        // action on `*`.
+        Payload::SubmitTask(_) => Need::On(Publish, None),
+        Payload::CancelTask { .. } => Need::On(Consume, None),
+        // Stats and task status, like HTTP's GETs; credits and unsubscribe act on the
+        // connection's own subscriptions, which were checked when they were opened;
+        // `Authenticate` is answered before this check; frames only servers send are refused as
+        // `bad_request` after it.
         Payload::Ping
         | Payload::QueueStats { .. }
+        | Payload::TopicStats { .. }
+        | Payload::StreamStats { .. }
+        | Payload::GetTask { .. }
         | Payload::GrantCredits { .. }
         | Payload::Unsubscribe { .. }
         | Payload::Authenticate { .. }
@@ -52,7 +80,15 @@ fn need(payload: &Payload) -> Need<'_> {
         | Payload::QueueInfo(_)
         | Payload::Published(_)
         | Payload::Deliveries(_)
-        | Payload::ReceiptsDone { .. } => Need::AnyToken,
+        | Payload::ReceiptsDone { .. }
+        | Payload::TopicInfo(_)
+        | Payload::StreamInfo(_)
+        | Payload::Appended(_)
+        | Payload::Records { .. }
+        | Payload::GroupAssignment(_)
+        | Payload::GroupInfo(_)
+        | Payload::TaskSubmitted { .. }
+        | Payload::TaskInfo(_) => Need::AnyToken,
     }
 }
 
@@ -148,9 +184,13 @@ impl Session {
             ));
         };
         match need {
-            Need::On(action, queue) if !who.allows(action, Some(queue)) => Err((
+            Need::On(action, resource) if !who.allows(action, resource) => Err((
                 ErrorCode::Forbidden,
-                format!("token {:?} may not {action:?} on {queue}", who.name),
+                format!(
+                    "token {:?} may not {action:?} on {}",
+                    who.name,
+                    resource.unwrap_or("*")
+                ),
             )),
             _ => Ok(()),
         }
@@ -206,7 +246,7 @@ mod tests {
             ErrorCode::Forbidden
         );
         let subscribe = Payload::Subscribe {
-            queue: "orders".into(),
+            target: "orders".into(),
             credits: 1,
             lease_ms: None,
         };
@@ -246,5 +286,111 @@ mod tests {
         assert!(!s.pending());
         assert_eq!(s.check(&publish("x")), Ok(()));
         assert_eq!(s.authenticate("whatever"), Attempt::Accepted);
+    }
+
+    #[test]
+    fn version_3_requests_follow_the_http_route_map() {
+        use weir_proto::frame::{ReadFrom, Target, TaskSubmit};
+        let topic_sub = Target::subscription("orders", "mail");
+        let cases = [
+            (
+                Payload::PublishTopic {
+                    topic: "orders".into(),
+                    messages: vec![],
+                },
+                Need::On(Action::Publish, Some("orders")),
+            ),
+            (
+                Payload::Ack {
+                    target: topic_sub.clone(),
+                    receipts: vec![],
+                },
+                Need::On(Action::Consume, Some("orders")),
+            ),
+            (
+                Payload::CreateSubscription {
+                    topic: "orders".into(),
+                    subscription: "mail".into(),
+                    start: Default::default(),
+                    options: Default::default(),
+                },
+                Need::On(Action::Admin, Some("orders")),
+            ),
+            (
+                Payload::TopicStats {
+                    topic: "orders".into(),
+                },
+                Need::AnyToken,
+            ),
+            (
+                Payload::Append {
+                    stream: "clicks".into(),
+                    records: vec![],
+                },
+                Need::On(Action::Publish, Some("clicks")),
+            ),
+            (
+                Payload::Read {
+                    stream: "clicks".into(),
+                    partition: 0,
+                    from: ReadFrom::Offset(0),
+                    max: 1,
+                    wait_ms: 0,
+                },
+                Need::On(Action::Consume, Some("clicks")),
+            ),
+            (
+                Payload::GroupStatus {
+                    stream: "clicks".into(),
+                    group: "g".into(),
+                },
+                Need::On(Action::Consume, Some("clicks")),
+            ),
+            (
+                Payload::DeleteStream {
+                    stream: "clicks".into(),
+                },
+                Need::On(Action::Admin, Some("clicks")),
+            ),
+            (
+                Payload::SubmitTask(TaskSubmit::default()),
+                Need::On(Action::Publish, None),
+            ),
+            (
+                Payload::CancelTask { id: "t".into() },
+                Need::On(Action::Consume, None),
+            ),
+            (
+                Payload::GetTask {
+                    id: "t".into(),
+                    wait_ms: 0,
+                },
+                Need::AnyToken,
+            ),
+        ];
+        for (payload, expected) in cases {
+            assert_eq!(need(&payload), expected, "{payload:?}");
+        }
+        // The producer token (publish on `orders*`) may publish to the topic, not consume it,
+        // and may not submit tasks (that needs publish on `*`).
+        let mut s = session();
+        assert_eq!(s.authenticate(GOOD), Attempt::Accepted);
+        let publish_topic = Payload::PublishTopic {
+            topic: "orders".into(),
+            messages: vec![],
+        };
+        assert_eq!(s.check(&publish_topic), Ok(()));
+        let receive = Payload::Receive {
+            target: topic_sub,
+            max: 1,
+            lease_ms: None,
+            wait_ms: 0,
+        };
+        assert_eq!(s.check(&receive).unwrap_err().0, ErrorCode::Forbidden);
+        let (code, message) = s
+            .check(&Payload::SubmitTask(TaskSubmit::default()))
+            .unwrap_err();
+        assert_eq!(code, ErrorCode::Forbidden);
+        assert!(message.contains("on *"), "{message}");
     }
 }

@@ -22,6 +22,7 @@ use weir_proto::frame::{
 };
 use weir_proto::limits::{MAX_BATCH_MESSAGES, MAX_FRAME_BYTES};
 use weir_proto::ErrorCode;
+use weir_tasks::TaskService;
 
 use super::auth::{Attempt, Session};
 use super::subscription::Subscription;
@@ -41,10 +42,18 @@ const KEEP_BUFFER_BYTES: usize = 1024 * 1024;
 /// The write buffer's usual capacity.
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
+/// The services a connection's requests are answered by.
+#[derive(Debug)]
+pub(super) struct Services {
+    pub(super) broker: Arc<Broker>,
+    pub(super) tasks: Arc<TaskService>,
+}
+
 /// What every task of one connection shares.
 #[derive(Debug)]
 pub(super) struct Shared {
     pub(super) broker: Arc<Broker>,
+    pub(super) tasks: Arc<TaskService>,
     pub(super) limits: Arc<NativeLimits>,
     pub(super) peer: SocketAddr,
     out: mpsc::Sender<Frame>,
@@ -67,7 +76,7 @@ impl Shared {
 pub(super) async fn run(
     stream: TcpStream,
     peer: SocketAddr,
-    broker: Arc<Broker>,
+    services: Services,
     limits: Arc<NativeLimits>,
     auth: Option<Arc<AuthConfig>>,
     mut shutdown: watch::Receiver<bool>,
@@ -133,7 +142,8 @@ pub(super) async fn run(
 
     let (out, out_rx) = mpsc::channel(limits.max_queued_frames.max(1));
     let shared = Arc::new(Shared {
-        broker,
+        broker: services.broker,
+        tasks: services.tasks,
         limits: limits.clone(),
         peer,
         out,
@@ -485,8 +495,9 @@ async fn shutdown_requested(shutdown: &mut watch::Receiver<bool>) {
 }
 
 /// Handles one decoded frame without waiting; `false` ends the connection. Cheap requests
-/// (publish, ack, nack, extend) call the broker here and await durability in `io.pending`;
-/// requests that may wait or block (receive, admin) run as tasks.
+/// (publish, ack, nack, extend, append, commit) call the broker here and await durability in
+/// `io.pending`; requests that may wait or block (receive, read, admin, tasks, groups) run as
+/// tasks.
 fn dispatch(
     shared: &Arc<Shared>,
     spawned: &Arc<Semaphore>,
@@ -495,7 +506,10 @@ fn dispatch(
     frame: Frame,
 ) -> bool {
     let id = frame.request_id;
-    let groupable = matches!(frame.payload, Payload::Publish { .. } | Payload::Ack { .. });
+    let groupable = matches!(
+        frame.payload,
+        Payload::Publish { .. } | Payload::PublishTopic { .. } | Payload::Ack { .. }
+    );
     if !groupable {
         // Requests are handed to the broker in the order they came.
         io.run_group(&shared.broker);
@@ -546,12 +560,12 @@ fn dispatch(
             io.push(&answer);
         }
         Payload::Subscribe {
-            queue,
+            target,
             credits,
             lease_ms,
         } => {
             // The answer is encoded before anything the new subscription's task queues.
-            let answer = subscription::start(shared, id, queue, credits, lease_ms);
+            let answer = subscription::start(shared, id, target, credits, lease_ms);
             io.push(&answer);
         }
         payload if payload.type_byte() >= 0x80 => {
@@ -561,7 +575,8 @@ fn dispatch(
             );
             io.push(&Frame::error(id, ErrorCode::BadRequest, 0, message));
         }
-        request @ (Payload::Publish { .. } | Payload::Ack { .. }) => {
+        request
+        @ (Payload::Publish { .. } | Payload::PublishTopic { .. } | Payload::Ack { .. }) => {
             if let Some(request) = io.group.add(id, request) {
                 io.run_group(&shared.broker);
                 if let Some(request) = io.group.add(id, request) {
@@ -570,7 +585,10 @@ fn dispatch(
                 }
             }
         }
-        request @ (Payload::Nack { .. } | Payload::Extend { .. }) => {
+        request @ (Payload::Nack { .. }
+        | Payload::Extend { .. }
+        | Payload::Append { .. }
+        | Payload::CommitOffsets { .. }) => {
             let started = handler::inline(&shared.broker, id, request);
             io.push_inline(started);
         }

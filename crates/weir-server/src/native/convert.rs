@@ -82,8 +82,21 @@ fn options(name: &str, c: &QueueConfig) -> QueueOptions {
 
 /// A queue's counters and settings as the wire carries them.
 pub(super) fn info(s: QueueStats, created: bool) -> QueueInfo {
+    let dlq_base = s.name.clone();
+    info_as(s, &dlq_base, created)
+}
+
+/// A topic subscription's counters and settings (named after the subscription; its default
+/// dead-letter queue is `<topic>.<subscription>.dlq`).
+pub(super) fn subscription_info(topic: &str, s: QueueStats, created: bool) -> QueueInfo {
+    let dlq_base = format!("{topic}.{}", s.name);
+    info_as(s, &dlq_base, created)
+}
+
+/// `s` on the wire, its default dead-letter queue named after `dlq_base`.
+fn info_as(s: QueueStats, dlq_base: &str, created: bool) -> QueueInfo {
     QueueInfo {
-        config: options(&s.name, &s.config),
+        config: options(dlq_base, &s.config),
         name: s.name,
         created,
         ready: s.ready,

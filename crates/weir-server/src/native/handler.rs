@@ -8,14 +8,15 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use weir_broker::{Broker, BrokerError, QueueConfig};
-use weir_proto::frame::{Frame, Payload};
+use weir_proto::frame::{Frame, Payload, Target};
 use weir_proto::limits::MAX_FRAME_BYTES;
 use weir_proto::ErrorCode;
 use weir_store::Durable;
 
 use super::conn::Shared;
-use super::convert;
+use super::source::{Dest, Source};
 use super::subscription::{error_frame, pack, poll_sleep};
+use super::{convert, streams, tasks, topics};
 
 /// Answers one request. Publishes and receipt changes are answered only once durable.
 pub(super) async fn handle(shared: &Shared, id: u64, request: Payload) -> Frame {
@@ -23,6 +24,12 @@ pub(super) async fn handle(shared: &Shared, id: u64, request: Payload) -> Frame 
         Ok(payload) => Frame::new(id, payload),
         Err(Failure::Broker(e)) => error_frame(id, &e),
         Err(Failure::Other(code, message)) => Frame::error(id, code, 0, message),
+        Err(Failure::Task(e)) => {
+            if e.code() == ErrorCode::Internal {
+                tracing::error!(error = %e, "native task request failed");
+            }
+            Frame::error(id, e.code(), e.retry_after_ms().unwrap_or(0), e.to_string())
+        }
     }
 }
 
@@ -94,23 +101,43 @@ impl Inline {
     }
 }
 
-/// Consecutive publishes (or acks) to one queue, decoded in one pass over the connection's input:
-/// handled as one broker call (one log append or journal entry, one durability wait), each
-/// request still answered on its own.
+/// Consecutive publishes to one queue or topic (or acks on one queue or subscription), decoded in
+/// one pass over the connection's input: handled as one broker call (one log append or journal
+/// entry, one durability wait), each request still answered on its own.
 #[derive(Debug, Default)]
 pub(super) enum Group {
     #[default]
     Empty,
     Publish {
-        queue: String,
+        dest: Dest,
         requests: Vec<(u64, Vec<weir_proto::frame::OutMessage>)>,
         messages: usize,
     },
     Ack {
-        queue: String,
+        target: Target,
         requests: Vec<(u64, Vec<String>)>,
         receipts: usize,
     },
+}
+
+/// The publish request `dest` and `messages` came from.
+fn publish_request(dest: Dest, messages: Vec<weir_proto::frame::OutMessage>) -> Payload {
+    match dest {
+        Dest::Queue(queue) => Payload::Publish { queue, messages },
+        Dest::Topic(topic) => Payload::PublishTopic { topic, messages },
+    }
+}
+
+/// A publish request's destination and messages; other requests come back unchanged.
+// The request is moved either way (as everywhere a `Payload` goes); boxing it would only add an
+// allocation.
+#[allow(clippy::result_large_err)]
+fn publish_parts(request: Payload) -> Result<(Dest, Vec<weir_proto::frame::OutMessage>), Payload> {
+    match request {
+        Payload::Publish { queue, messages } => Ok((Dest::Queue(queue), messages)),
+        Payload::PublishTopic { topic, messages } => Ok((Dest::Topic(topic), messages)),
+        other => Err(other),
+    }
 }
 
 impl Group {
@@ -127,49 +154,49 @@ impl Group {
     /// back (the caller flushes the group first, then starts a new one with it).
     pub(super) fn add(&mut self, id: u64, request: Payload) -> Option<Payload> {
         let max = weir_proto::limits::MAX_BATCH_MESSAGES;
+        let request = match publish_parts(request) {
+            Ok((d, m)) => match self {
+                g @ Group::Empty => {
+                    *g = Group::Publish {
+                        dest: d,
+                        messages: m.len(),
+                        requests: vec![(id, m)],
+                    };
+                    return None;
+                }
+                Group::Publish {
+                    dest,
+                    requests,
+                    messages,
+                } if *dest == d && *messages + m.len() <= max => {
+                    *messages += m.len();
+                    requests.push((id, m));
+                    return None;
+                }
+                _ => publish_request(d, m),
+            },
+            Err(other) => other,
+        };
         match (self, request) {
-            (g @ Group::Empty, Payload::Publish { queue, messages }) => {
-                *g = Group::Publish {
-                    queue,
-                    messages: messages.len(),
-                    requests: vec![(id, messages)],
-                };
-                None
-            }
-            (g @ Group::Empty, Payload::Ack { queue, receipts }) => {
+            (g @ Group::Empty, Payload::Ack { target, receipts }) => {
                 *g = Group::Ack {
-                    queue,
+                    target,
                     receipts: receipts.len(),
                     requests: vec![(id, receipts)],
                 };
                 None
             }
             (
-                Group::Publish {
-                    queue,
-                    requests,
-                    messages,
-                },
-                Payload::Publish {
-                    queue: q,
-                    messages: m,
-                },
-            ) if *queue == q && *messages + m.len() <= max => {
-                *messages += m.len();
-                requests.push((id, m));
-                None
-            }
-            (
                 Group::Ack {
-                    queue,
+                    target,
                     requests,
                     receipts,
                 },
                 Payload::Ack {
-                    queue: q,
+                    target: t,
                     receipts: r,
                 },
-            ) if *queue == q && *receipts + r.len() <= max => {
+            ) if *target == t && *receipts + r.len() <= max => {
                 *receipts += r.len();
                 requests.push((id, r));
                 None
@@ -183,26 +210,23 @@ impl Group {
         match self {
             Group::Empty => None,
             Group::Publish {
-                queue,
-                mut requests,
-                ..
+                dest, mut requests, ..
             } if requests.len() == 1 => {
+                // The guard says there is exactly one.
                 let (id, messages) = requests.pop().expect("one");
-                started(
-                    inline(broker, id, Payload::Publish { queue, messages }),
-                    now,
-                )
+                started(inline(broker, id, publish_request(dest, messages)), now)
             }
             Group::Ack {
-                queue,
+                target,
                 mut requests,
                 ..
             } if requests.len() == 1 => {
+                // The guard says there is exactly one.
                 let (id, receipts) = requests.pop().expect("one");
-                started(inline(broker, id, Payload::Ack { queue, receipts }), now)
+                started(inline(broker, id, Payload::Ack { target, receipts }), now)
             }
             Group::Publish {
-                queue,
+                dest,
                 requests,
                 messages,
             } => {
@@ -223,7 +247,7 @@ impl Group {
                 if valid.is_empty() {
                     return None;
                 }
-                let outcome = match broker.publish(&queue, merged) {
+                let outcome = match dest.publish(broker, merged) {
                     Ok(outcome) => outcome,
                     Err(e) => {
                         for (id, _) in valid {
@@ -253,7 +277,7 @@ impl Group {
                 })
             }
             Group::Ack {
-                queue,
+                target,
                 requests,
                 receipts,
             } => {
@@ -263,7 +287,7 @@ impl Group {
                     counts.push((id, r.len()));
                     all.extend(r);
                 }
-                let outcome = match broker.ack(&queue, &all) {
+                let outcome = match target.ack(broker, &all) {
                     Ok(outcome) => outcome,
                     Err(e) => {
                         for (id, _) in counts {
@@ -331,8 +355,8 @@ pub(super) enum Started {
     Answer(Box<Frame>),
 }
 
-/// Handles a publish, ack, nack or extend without waiting: the broker call happens now, the
-/// answer is sent once the [`Inline`] resolves (after durability).
+/// Handles a publish, ack, nack, extend, append or commit without waiting: the broker call
+/// happens now, the answer is sent once the [`Inline`] resolves (after durability).
 pub(super) fn inline(broker: &Broker, id: u64, request: Payload) -> Started {
     match start_inline(broker, id, request) {
         Ok(pending) => Started::Pending(pending),
@@ -342,10 +366,10 @@ pub(super) fn inline(broker: &Broker, id: u64, request: Payload) -> Started {
 
 fn start_inline(broker: &Broker, id: u64, request: Payload) -> Result<Inline, Box<Frame>> {
     let refuse = |e: BrokerError| Box::new(error_frame(id, &e));
-    let (durable, answer) = match request {
-        Payload::Publish { queue, messages } => {
+    let request = match publish_parts(request) {
+        Ok((dest, messages)) => {
             let messages = messages.into_iter().map(convert::message).collect();
-            let outcome = broker.publish(&queue, messages).map_err(refuse)?;
+            let outcome = dest.publish(broker, messages).map_err(refuse)?;
             let results = outcome
                 .messages
                 .into_iter()
@@ -354,21 +378,45 @@ fn start_inline(broker: &Broker, id: u64, request: Payload) -> Result<Inline, Bo
                     duplicate: p.duplicate,
                 })
                 .collect();
-            (outcome.durable, Payload::Published(results))
+            return Ok(Inline {
+                durable: outcome.durable,
+                answers: Answers::One(id, Payload::Published(results)),
+            });
         }
-        Payload::Ack { queue, receipts } => {
-            receipts_done(broker.ack(&queue, &receipts).map_err(refuse)?)
+        Err(other) => other,
+    };
+    let (durable, answer) = match request {
+        Payload::Ack { target, receipts } => {
+            receipts_done(target.ack(broker, &receipts).map_err(refuse)?)
         }
         Payload::Nack {
-            queue,
+            target,
             receipts,
             delay_ms,
-        } => receipts_done(broker.nack(&queue, &receipts, delay_ms).map_err(refuse)?),
+        } => receipts_done(target.nack(broker, &receipts, delay_ms).map_err(refuse)?),
         Payload::Extend {
-            queue,
+            target,
             receipts,
             lease_ms,
-        } => receipts_done(broker.extend(&queue, &receipts, lease_ms).map_err(refuse)?),
+        } => receipts_done(target.extend(broker, &receipts, lease_ms).map_err(refuse)?),
+        Payload::Append { stream, records } => {
+            streams::start_append(broker, &stream, records).map_err(refuse)?
+        }
+        Payload::CommitOffsets {
+            stream,
+            group,
+            member,
+            generation,
+            offsets,
+        } => {
+            let member = member.as_deref().map(|m| (m, generation));
+            let offsets: Vec<(u32, u64)> =
+                offsets.iter().map(|o| (o.partition, o.offset)).collect();
+            let durable = broker
+                .commit_offsets(&stream, &group, member, &offsets)
+                .map_err(refuse)?;
+            (durable, Payload::Ok)
+        }
         other => {
             let message = format!(
                 "frame type 0x{:02x} is not handled inline",
@@ -391,15 +439,41 @@ fn receipts_done(outcome: weir_broker::ReceiptOutcome) -> (Durable, Payload) {
     (outcome.durable, answer)
 }
 
+/// Why a request failed: a broker refusal, or another error with its code.
 #[derive(Debug)]
-enum Failure {
+pub(super) enum Failure {
     Broker(BrokerError),
+    Task(weir_tasks::TaskError),
     Other(ErrorCode, String),
+}
+
+impl Failure {
+    /// A `bad_request` failure.
+    pub(super) fn bad_request(message: impl Into<String>) -> Failure {
+        Failure::Other(ErrorCode::BadRequest, message.into())
+    }
+
+    /// A request routed to a handler that does not answer it (a bug in the routing).
+    pub(super) fn misrouted(request: &Payload) -> Failure {
+        Failure::Other(
+            ErrorCode::Internal,
+            format!(
+                "frame type 0x{:02x} was routed to the wrong handler",
+                request.type_byte()
+            ),
+        )
+    }
 }
 
 impl From<BrokerError> for Failure {
     fn from(e: BrokerError) -> Self {
         Failure::Broker(e)
+    }
+}
+
+impl From<weir_tasks::TaskError> for Failure {
+    fn from(e: weir_tasks::TaskError) -> Self {
+        Failure::Task(e)
     }
 }
 
@@ -417,6 +491,22 @@ fn done_count(n: usize) -> u32 {
 async fn answer(shared: &Shared, request: Payload) -> Result<Payload, Failure> {
     let broker = &shared.broker;
     match request {
+        request @ (Payload::CreateTopic { .. }
+        | Payload::DeleteTopic { .. }
+        | Payload::TopicStats { .. }
+        | Payload::CreateSubscription { .. }
+        | Payload::DeleteSubscription { .. }) => topics::answer(shared, request).await,
+        request @ (Payload::CreateStream { .. }
+        | Payload::DeleteStream { .. }
+        | Payload::StreamStats { .. }
+        | Payload::Read { .. }
+        | Payload::JoinGroup { .. }
+        | Payload::Heartbeat { .. }
+        | Payload::LeaveGroup { .. }
+        | Payload::GroupStatus { .. }) => streams::answer(shared, request).await,
+        request @ (Payload::SubmitTask(_)
+        | Payload::GetTask { .. }
+        | Payload::CancelTask { .. }) => tasks::answer(shared, request).await,
         Payload::CreateQueue { queue, options } => {
             let broker = broker.clone();
             // Admin path: the broker may fsync synchronously here.
@@ -440,57 +530,37 @@ async fn answer(shared: &Shared, request: Payload) -> Result<Payload, Failure> {
             let stats = broker.queue_stats(&queue)?;
             Ok(Payload::QueueInfo(convert::info(stats, false)))
         }
-        Payload::Publish { queue, messages } => {
-            let messages = messages.into_iter().map(convert::message).collect();
-            let outcome = broker.publish(&queue, messages)?;
-            outcome.durable.await?;
-            let results = outcome
-                .messages
-                .into_iter()
-                .map(|p| weir_proto::frame::PublishResult {
-                    id: p.id,
-                    duplicate: p.duplicate,
-                })
-                .collect();
-            Ok(Payload::Published(results))
-        }
         Payload::Receive {
-            queue,
+            target,
             max,
             lease_ms,
             wait_ms,
-        } => receive(shared, &queue, max as usize, lease_ms, wait_ms).await,
-        Payload::Ack { queue, receipts } => {
-            let outcome = broker.ack(&queue, &receipts)?;
-            outcome.durable.await?;
-            Ok(Payload::ReceiptsDone {
-                done: done_count(outcome.done),
-                invalid: outcome.invalid,
-            })
-        }
-        Payload::Nack {
-            queue,
-            receipts,
-            delay_ms,
-        } => {
-            let outcome = broker.nack(&queue, &receipts, delay_ms)?;
-            outcome.durable.await?;
-            Ok(Payload::ReceiptsDone {
-                done: done_count(outcome.done),
-                invalid: outcome.invalid,
-            })
-        }
-        Payload::Extend {
-            queue,
-            receipts,
-            lease_ms,
-        } => {
-            let outcome = broker.extend(&queue, &receipts, lease_ms)?;
-            outcome.durable.await?;
-            Ok(Payload::ReceiptsDone {
-                done: done_count(outcome.done),
-                invalid: outcome.invalid,
-            })
+        } => receive(shared, &target, max as usize, lease_ms, wait_ms).await,
+        request @ (Payload::Publish { .. }
+        | Payload::PublishTopic { .. }
+        | Payload::Ack { .. }
+        | Payload::Nack { .. }
+        | Payload::Extend { .. }
+        | Payload::Append { .. }
+        | Payload::CommitOffsets { .. }) => {
+            // Normally handled inline by the connection task; the same path, awaited here.
+            match start_inline(broker, 0, request) {
+                Ok(inline) => {
+                    let (result, answers) = inline.await;
+                    result?;
+                    match answers {
+                        Answers::One(_, payload) => Ok(payload),
+                        _ => Err(Failure::Other(
+                            ErrorCode::Internal,
+                            "one request got several answers".into(),
+                        )),
+                    }
+                }
+                Err(frame) => match frame.payload {
+                    Payload::Error(e) => Err(Failure::Other(e.code, e.message)),
+                    other => Ok(other),
+                },
+            }
         }
         other => Err(Failure::Other(
             ErrorCode::BadRequest,
@@ -499,7 +569,8 @@ async fn answer(shared: &Shared, request: Payload) -> Result<Payload, Failure> {
     }
 }
 
-async fn blocking(
+/// Runs an admin call (which may fsync synchronously) off the async workers.
+pub(super) async fn blocking(
     f: impl FnOnce() -> Result<Payload, BrokerError> + Send + 'static,
 ) -> Result<Payload, Failure> {
     match tokio::task::spawn_blocking(f).await {
@@ -515,14 +586,14 @@ async fn blocking(
 /// the connection closes.
 async fn receive(
     shared: &Shared,
-    queue: &str,
+    target: &Target,
     max: usize,
     lease_ms: Option<u64>,
     wait_ms: u64,
 ) -> Result<Payload, Failure> {
     let broker: &Arc<Broker> = &shared.broker;
     let mut watch = if wait_ms > 0 {
-        Some(broker.watch_queue(queue)?)
+        Some(target.watch(broker)?)
     } else {
         None
     };
@@ -531,15 +602,15 @@ async fn receive(
         if let Some(w) = watch.as_mut() {
             w.borrow_and_update();
         }
-        let deliveries = broker.receive(queue, max, lease_ms)?;
+        let deliveries = target.receive(broker, max, lease_ms)?;
         let Some(w) = watch.as_mut().filter(|_| deliveries.is_empty()) else {
-            return Ok(one_frame(broker, queue, deliveries));
+            return Ok(one_frame(broker, target, deliveries));
         };
         let now = Instant::now();
         if now >= deadline {
             return Ok(Payload::Deliveries(Vec::new()));
         }
-        let sleep = poll_sleep(broker, queue, shared.limits.max_poll_sleep).min(deadline - now);
+        let sleep = poll_sleep(broker, target, shared.limits.max_poll_sleep).min(deadline - now);
         tokio::select! {
             changed = w.changed() => {
                 if changed.is_err() {
@@ -554,7 +625,7 @@ async fn receive(
 
 /// The deliveries that fit one frame; any beyond are given back at once (a rare case: it takes
 /// more than 32 MiB of bodies in one receive).
-fn one_frame(broker: &Broker, queue: &str, deliveries: Vec<weir_broker::Delivery>) -> Payload {
+fn one_frame(broker: &Broker, target: &Target, deliveries: Vec<weir_broker::Delivery>) -> Payload {
     let mut frames = pack(0, deliveries).into_iter();
     let first = match frames.next() {
         Some(Frame {
@@ -571,12 +642,12 @@ fn one_frame(broker: &Broker, queue: &str, deliveries: Vec<weir_broker::Delivery
         .collect();
     if !overflow.is_empty() {
         tracing::debug!(
-            queue,
+            %target,
             returned = overflow.len(),
             limit = MAX_FRAME_BYTES,
             "receive answer over the frame limit; giving the rest back"
         );
-        if let Ok(outcome) = broker.nack(queue, &overflow, Some(0)) {
+        if let Ok(outcome) = target.nack(broker, &overflow, Some(0)) {
             // Dropping `durable` does not cancel the write; nothing waits for this answer.
             drop(outcome.durable);
         }

@@ -11,14 +11,23 @@
 //! answer that is ready once per wake-up; plus one task per subscription ([`subscription`]) that
 //! pushes deliveries only while it holds credits.
 //!
+//! Queues and topic subscriptions share one consume path ([`source`]: a `Target` of either);
+//! topic, stream and task requests (protocol version 3) are answered by [`topics`], [`streams`]
+//! and [`tasks`] (the last over the server's [`weir_tasks::TaskService`]).
+//!
 //! Architecture invariant: the wire types of `weir_proto::frame` are converted to broker types
-//! here ([`convert`]) and nowhere else; the broker knows nothing of frames.
+//! here ([`convert`] and the per-area modules) and nowhere else; the broker knows nothing of
+//! frames.
 
 mod auth;
 mod conn;
 mod convert;
 mod handler;
+mod source;
+mod streams;
 mod subscription;
+mod tasks;
+mod topics;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,6 +38,7 @@ use tokio::sync::{watch, Semaphore};
 use weir_broker::Broker;
 use weir_proto::frame::Frame;
 use weir_proto::ErrorCode;
+use weir_tasks::TaskService;
 
 use crate::auth::AuthConfig;
 
@@ -77,9 +87,11 @@ const MAX_PENDING_REFUSALS: usize = 64;
 /// Accepts connections until `shutdown` turns true, then waits (up to
 /// [`NativeLimits::shutdown_grace`]) for the connections to finish their requests. With `auth`,
 /// every connection must authenticate and every request is checked against the token's grants.
+/// Task requests go to `tasks`, the same service the HTTP API uses.
 pub(crate) async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
+    tasks: Arc<TaskService>,
     limits: NativeLimits,
     auth: Option<Arc<AuthConfig>>,
     mut shutdown: watch::Receiver<bool>,
@@ -112,11 +124,13 @@ pub(crate) async fn serve(
                 match connections.clone().try_acquire_owned() {
                     Ok(permit) => {
                         let broker = broker.clone();
+                        let tasks = tasks.clone();
                         let limits = limits.clone();
                         let shutdown = shutdown.clone();
                         let auth = auth.clone();
                         tokio::spawn(async move {
-                            conn::run(stream, peer, broker, limits, auth, shutdown).await;
+                            let services = conn::Services { broker, tasks };
+                            conn::run(stream, peer, services, limits, auth, shutdown).await;
                             drop(permit);
                         });
                     }

@@ -8,12 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use weir_broker::{Broker, BrokerError};
-use weir_proto::frame::{Frame, Payload, MAX_CREDITS};
+use weir_proto::frame::{Frame, Payload, Target, MAX_CREDITS};
 use weir_proto::limits::{MAX_FRAME_BYTES, MAX_RECEIVE_MESSAGES};
 use weir_proto::ErrorCode;
 
 use super::conn::Shared;
 use super::convert;
+use super::source::Source;
 
 /// Most messages leased in one round, whatever the credits.
 const MAX_LEASE_ROUND: u32 = 256;
@@ -39,7 +40,7 @@ impl Drop for Subscription {
 pub(super) fn start(
     shared: &Arc<Shared>,
     id: u64,
-    queue: String,
+    target: Target,
     credits: u32,
     lease_ms: Option<u64>,
 ) -> Frame {
@@ -65,7 +66,7 @@ pub(super) fn start(
     if let Some((code, message)) = refusal {
         return Frame::error(id, code, 0, message);
     }
-    let watch = match shared.broker.watch_queue(&queue) {
+    let watch = match target.watch(&shared.broker) {
         Ok(watch) => watch,
         Err(e) => return error_frame(id, &e),
     };
@@ -79,7 +80,7 @@ pub(super) fn start(
     tokio::spawn(async move {
         let stop = sub.stop.clone();
         tokio::select! {
-            () = run(&shared, id, &queue, lease_ms, &sub, watch) => {}
+            () = run(&shared, id, &target, lease_ms, &sub, watch) => {}
             () = stop.cancelled() => {}
         }
         // Only remove our own entry (the id could have been reused after an unsubscribe).
@@ -122,7 +123,7 @@ pub(super) fn stop(shared: &Shared, id: u64) -> bool {
 async fn run(
     shared: &Shared,
     id: u64,
-    queue: &str,
+    target: &Target,
     lease_ms: Option<u64>,
     sub: &Subscription,
     mut watch: tokio::sync::watch::Receiver<u64>,
@@ -136,14 +137,14 @@ async fn run(
         }
         watch.borrow_and_update();
         let max = credits.min(MAX_LEASE_ROUND) as usize;
-        match broker.receive(queue, max, lease_ms) {
+        match target.receive(broker, max, lease_ms) {
             Ok(deliveries) if deliveries.is_empty() => {
-                let sleep = poll_sleep(broker, queue, shared.limits.max_poll_sleep);
+                let sleep = poll_sleep(broker, target, shared.limits.max_poll_sleep);
                 tokio::select! {
                     changed = watch.changed() => {
                         if changed.is_err() {
-                            // The queue is gone (deleted): tell the client, end.
-                            let message = format!("queue {queue:?} was deleted");
+                            // The queue or subscription is gone (deleted): tell the client, end.
+                            let message = format!("{target} was deleted");
                             shared.send(Frame::error(id, ErrorCode::NotFound, 0, message)).await;
                             return;
                         }
@@ -194,10 +195,10 @@ pub(super) fn pack(id: u64, deliveries: Vec<weir_broker::Delivery>) -> Vec<Frame
     frames
 }
 
-/// How long to sleep before looking at an empty queue again: until its next due time (a delay or
-/// a lease ending), at most `max`.
-pub(super) fn poll_sleep(broker: &Broker, queue: &str, max: Duration) -> Duration {
-    let Ok(Some(due_ms)) = broker.next_due_ms(queue) else {
+/// How long to sleep before looking at an empty queue (or subscription) again: until its next
+/// due time (a delay or a lease ending), at most `max`.
+pub(super) fn poll_sleep(broker: &Broker, target: &Target, max: Duration) -> Duration {
+    let Ok(Some(due_ms)) = target.next_due_ms(broker) else {
         return max;
     };
     let now_ms = SystemTime::now()
