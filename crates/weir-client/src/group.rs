@@ -416,9 +416,9 @@ impl GroupConsumer {
     }
 
     /// Commits `offsets`, fenced by the member and its generation. A stale generation (a
-    /// membership change the member has not heard of yet) refreshes the assignment and retries
-    /// once with the partitions still owned; a partition no longer owned fails with
-    /// [`ErrorCode::Conflict`].
+    /// membership change the member has not heard of yet) or an ended session refreshes the
+    /// assignment (joining again if needed) and retries once if the member still owns every
+    /// partition; a partition no longer owned fails with [`ErrorCode::Conflict`].
     pub async fn commit_offsets(&self, offsets: Vec<PartitionOffset>) -> Result<(), ClientError> {
         let s = &self.shared;
         let generation = s.state.lock().generation;
@@ -428,7 +428,8 @@ impl GroupConsumer {
             .commit_offsets(&s.stream, &s.group, member, offsets.clone())
             .await;
         match first {
-            Err(e) if e.code() == Some(ErrorCode::Conflict) => {
+            // Stale generation or ownership (conflict), or a session that ended (not found).
+            Err(e) if matches!(e.code(), Some(ErrorCode::Conflict | ErrorCode::NotFound)) => {
                 s.refresh().await?;
                 if offsets.iter().any(|o| !s.owns(o.partition)) {
                     return Err(e);
