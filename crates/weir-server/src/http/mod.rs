@@ -204,9 +204,7 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let text = state
-        .metrics
-        .render(&state.broker.list_queues(), &state.broker.quarantined());
+    let text = state.metrics.render(&state.broker);
     (
         [(
             header::CONTENT_TYPE,
