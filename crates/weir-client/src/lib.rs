@@ -16,6 +16,10 @@
 //!   (batched appends), [`Client::read_stream`] by offset or time with long poll, the consumer
 //!   group calls, and [`GroupConsumer`] (joins, heartbeats in the background, reads its
 //!   partitions, commits, follows reassignments, leaves on close or drop).
+//! - Tasks (version 3): [`Client::submit_task`] (idempotent by a client-chosen id),
+//!   [`Client::get_task`] (optionally waiting for a final state), [`Client::cancel_task`].
+//!   Arguments and results are `serde_json::Value`s ([`Task`]); the client does not depend on
+//!   `weir-tasks`.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), weir_client::ClientError> {
@@ -47,6 +51,7 @@ mod message;
 mod producer;
 mod stream_producer;
 mod streams;
+mod tasks;
 mod topics;
 
 pub use backoff::Backoff;
@@ -58,10 +63,11 @@ pub use message::Message;
 pub use producer::{Producer, ProducerOptions};
 pub use stream_producer::StreamProducer;
 pub use streams::{Record, RecordBatch};
+pub use tasks::{Task, TaskRequest, TaskSubmitted};
 pub use weir_proto::frame::{
     Delivery as RawDelivery, GroupAssignment, GroupInfo, GroupMember, PartitionCommit,
     PartitionInfo, PartitionLag, PartitionOffset, PublishResult as Published, QueueInfo,
     QueueOptions, ReadFrom, StreamInfo, StreamOptions, StreamRecord, SubscriptionStart, Target,
-    TopicInfo, TopicOptions,
+    TaskAttempt, TaskState, TopicInfo, TopicOptions,
 };
 pub use weir_proto::ErrorCode;
