@@ -88,7 +88,7 @@ impl WeirTarget {
             .build()?)
     }
 
-    async fn native(&self) -> anyhow::Result<weir_client::Client> {
+    pub(crate) async fn native(&self) -> anyhow::Result<weir_client::Client> {
         let connected = match &self.token {
             Some(token) => {
                 weir_client::Client::connect_with_token(self.addr.as_str(), token.as_str()).await
@@ -143,10 +143,7 @@ impl Target for WeirTarget {
                 "; HTTP: at most {HTTP_MAX_IN_FLIGHT} requests in flight per producer"
             ));
         } else {
-            n.push_str(
-                "; native: in flight per connection capped by the server's max_in_flight \
-                 (stream workloads use HTTP: one request per appended batch)",
-            );
+            n.push_str("; native: in flight per connection capped by the server's max_in_flight");
         }
         n
     }
@@ -156,12 +153,8 @@ impl Target for WeirTarget {
     }
 
     fn supports(&self, kind: &Kind) -> bool {
-        // Fan-out runs over HTTP topics (the native protocol has no topics yet); streams run
-        // over HTTP whichever transport is chosen (batched appends: one request per batch).
-        match kind {
-            Kind::Queue | Kind::Stream => true,
-            Kind::FanOut { .. } => self.transport == Transport::Http,
-        }
+        // Queues, topics (fan-out) and streams, over either transport.
+        matches!(kind, Kind::Queue | Kind::FanOut { .. } | Kind::Stream)
     }
 
     async fn prepare(&self, name: &str, w: &Workload) -> anyhow::Result<()> {
@@ -183,6 +176,25 @@ impl Target for WeirTarget {
                 http_ok(h.put(&sub_url).json(&config).send().await?)
                     .await
                     .with_context(|| format!("PUT {sub_url}"))?;
+            }
+            return Ok(());
+        }
+        if let (Kind::FanOut { subscriptions }, Transport::Native) = (&w.kind, self.transport) {
+            let c = self.native().await?;
+            // Ignore "not found": the topic may not exist yet.
+            let _ = c.delete_topic(name).await;
+            c.create_topic(name, weir_client::TopicOptions::default())
+                .await
+                .with_context(|| format!("creating topic {name}"))?;
+            for sub in 0..*subscriptions {
+                let options = weir_client::QueueOptions {
+                    lease_ms: Some(LEASE.as_millis() as u64),
+                    ..Default::default()
+                };
+                let start = weir_client::SubscriptionStart::Oldest;
+                c.create_subscription(name, &format!("s{sub}"), start, options)
+                    .await
+                    .with_context(|| format!("creating subscription s{sub} of {name}"))?;
             }
             return Ok(());
         }
@@ -218,22 +230,26 @@ impl Target for WeirTarget {
             Transport::Native => {
                 let client = self.native().await?;
                 let max = client.server_limits().max_in_flight.max(1) as usize;
+                let topic = matches!(w.kind, Kind::FanOut { .. });
                 let batcher = (self.batch > 1).then(|| {
-                    client.producer(
-                        name,
-                        weir_client::ProducerOptions {
-                            batch_size: self.batch,
-                            max_in_flight_batches: (max / 2).max(1),
-                            linger: Duration::from_millis(1),
-                            ..Default::default()
-                        },
-                    )
+                    let options = weir_client::ProducerOptions {
+                        batch_size: self.batch,
+                        max_in_flight_batches: (max / 2).max(1),
+                        linger: Duration::from_millis(1),
+                        ..Default::default()
+                    };
+                    if topic {
+                        client.topic_producer(name, options)
+                    } else {
+                        client.producer(name, options)
+                    }
                 });
                 let room = max.saturating_sub(8).max(1);
                 Ok(Box::new(NativeProducer {
                     client,
                     batcher: batcher.map(Arc::new),
                     queue: Arc::from(name),
+                    topic,
                     // The driver keeps at most `window` confirms pending and polls them while
                     // it waits; a permit is only ever short when the server allows less.
                     direct: w.window.max(1) <= room,
@@ -262,9 +278,15 @@ impl Target for WeirTarget {
             Transport::Native => {
                 let client = self.native().await?;
                 let max = client.server_limits().max_in_flight.max(2) as usize;
+                let target = match w.kind {
+                    Kind::FanOut { .. } => {
+                        weir_client::Target::subscription(name, format!("s{sub}"))
+                    }
+                    _ => weir_client::Target::from(name),
+                };
                 let sub = client
                     .subscribe(
-                        name,
+                        target,
                         weir_client::ConsumerOptions {
                             prefetch: w.prefetch.max(1),
                             lease: LEASE,
@@ -298,12 +320,16 @@ impl Target for WeirTarget {
     }
 
     async fn stream(&self, name: &str) -> anyhow::Result<Box<dyn StreamTarget>> {
-        crate::weir_stream::open(self, name)
+        crate::weir_stream::open(self, name).await
     }
 
     async fn cleanup(&self, name: &str, w: &Workload) -> anyhow::Result<()> {
         if w.kind == Kind::Stream {
             return crate::weir_stream::cleanup(self, name).await;
+        }
+        if let (Kind::FanOut { .. }, Transport::Native) = (&w.kind, self.transport) {
+            self.native().await?.delete_topic(name).await?;
+            return Ok(());
         }
         if let (Kind::FanOut { .. }, Transport::Http) = (&w.kind, self.transport) {
             self.http()?.delete(self.http_path(name, w)).send().await?;
@@ -331,7 +357,10 @@ fn join_confirm(handle: tokio::task::JoinHandle<anyhow::Result<()>>) -> Confirm 
 struct NativeProducer {
     client: weir_client::Client,
     batcher: Option<Arc<weir_client::Producer>>,
+    /// The queue's or the topic's name.
     queue: Arc<str>,
+    /// Whether `queue` names a topic (fan-out).
+    topic: bool,
     permits: Arc<Semaphore>,
     /// Send from `publish` itself (no task): the window fits the server's in-flight limit, so
     /// waiting for a permit never waits on a confirm the driver is not polling.
@@ -365,17 +394,27 @@ impl Producer for NativeProducer {
             // back without the driver polling.
             let client = self.client.clone();
             let queue = self.queue.clone();
+            let topic = self.topic;
             return Ok(join_confirm(tokio::spawn(async move {
-                let r = client.publish(&queue, vec![message]).await;
+                let r = if topic {
+                    client.publish_topic(&queue, vec![message]).await
+                } else {
+                    client.publish(&queue, vec![message]).await
+                };
                 drop(permit);
                 r?;
                 Ok(())
             })));
         }
-        let answer = self
-            .client
-            .start_publish(&self.queue, vec![message])
-            .await?;
+        let answer = if self.topic {
+            self.client
+                .start_publish_topic(&self.queue, vec![message])
+                .await?
+        } else {
+            self.client
+                .start_publish(&self.queue, vec![message])
+                .await?
+        };
         Ok(Box::pin(async move {
             let r = answer.await;
             drop(permit);

@@ -1,5 +1,6 @@
 //! Weir streams as a benchmark [`StreamTarget`] (workload W5): batched appends, each answered
-//! once durable, then one full read from offset 0.
+//! once durable, then one full read from offset 0 — over the native protocol (`Append` / `Read`
+//! frames) or over HTTP (`POST …/records`, `GET …/partitions/0/records`).
 //!
 //! The stream has one partition, like the peers' single stream key, so the read is one ordered
 //! scan and the numbers compare like for like.
@@ -11,7 +12,7 @@ use bytes::Bytes;
 use serde_json::json;
 
 use crate::target::{Confirm, StreamTarget};
-use crate::weir::{http_ok, WeirTarget};
+use crate::weir::{http_ok, Transport, WeirTarget};
 
 /// Most records one read asks for (the server's ceiling per read).
 const READ_MAX: u64 = 1_000;
@@ -22,9 +23,21 @@ const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STA
 
 /// Deletes and re-creates stream `name` with one partition.
 pub(crate) async fn prepare(target: &WeirTarget, name: &str) -> anyhow::Result<()> {
+    if target.transport == Transport::Native {
+        let c = target.native().await?;
+        // Ignore "not found": the stream may not exist yet.
+        let _ = c.delete_stream(name).await;
+        let options = weir_client::StreamOptions {
+            partitions: Some(1),
+            ..Default::default()
+        };
+        c.create_stream(name, options)
+            .await
+            .with_context(|| format!("creating stream {name}"))?;
+        return Ok(());
+    }
     let h = target.http()?;
     let url = stream_url(target, name);
-    // Ignore "not found": the stream may not exist yet.
     let _ = h.delete(&url).send().await;
     http_ok(h.put(&url).json(&json!({ "partitions": 1 })).send().await?)
         .await
@@ -34,6 +47,10 @@ pub(crate) async fn prepare(target: &WeirTarget, name: &str) -> anyhow::Result<(
 
 /// Deletes stream `name`.
 pub(crate) async fn cleanup(target: &WeirTarget, name: &str) -> anyhow::Result<()> {
+    if target.transport == Transport::Native {
+        target.native().await?.delete_stream(name).await?;
+        return Ok(());
+    }
     target
         .http()?
         .delete(stream_url(target, name))
@@ -42,8 +59,14 @@ pub(crate) async fn cleanup(target: &WeirTarget, name: &str) -> anyhow::Result<(
     Ok(())
 }
 
-/// A writer/reader of stream `name` over HTTP.
-pub(crate) fn open(target: &WeirTarget, name: &str) -> anyhow::Result<Box<dyn StreamTarget>> {
+/// A writer/reader of stream `name` over the target's transport.
+pub(crate) async fn open(target: &WeirTarget, name: &str) -> anyhow::Result<Box<dyn StreamTarget>> {
+    if target.transport == Transport::Native {
+        return Ok(Box::new(NativeStream {
+            client: target.native().await?,
+            name: name.to_owned(),
+        }));
+    }
     Ok(Box::new(HttpStream {
         http: target.http()?,
         url: stream_url(target, name),
@@ -108,6 +131,55 @@ impl StreamTarget for HttpStream {
                     bail!("offset {offset} went backwards (expected ≥ {next})");
                 }
                 next = offset + 1;
+                read += 1;
+            }
+        }
+        Ok(read)
+    }
+}
+
+struct NativeStream {
+    client: weir_client::Client,
+    name: String,
+}
+
+#[async_trait]
+impl StreamTarget for NativeStream {
+    async fn append(&mut self, records: Vec<Bytes>) -> anyhow::Result<Confirm> {
+        let n = records.len();
+        let records = records.into_iter().map(weir_client::Record::new).collect();
+        let client = self.client.clone();
+        let name = self.name.clone();
+        // Spawned so the request is sent now, not when the confirm is first polled.
+        let sent = tokio::spawn(async move {
+            let at = client.append(&name, records).await?;
+            if at.len() != n {
+                bail!("append confirmed {} of {n} records", at.len());
+            }
+            Ok(())
+        });
+        Ok(Box::pin(async move { sent.await.context("append task")? }))
+    }
+
+    async fn read_all(&mut self, expected: u64) -> anyhow::Result<u64> {
+        let mut next = 0u64;
+        let mut read = 0u64;
+        let wait = std::time::Duration::from_millis(READ_WAIT_MS);
+        while read < expected {
+            let from = weir_client::ReadFrom::Offset(next);
+            let batch = self
+                .client
+                .read_stream(&self.name, 0, from, READ_MAX as u32, wait)
+                .await
+                .with_context(|| format!("reading {} from offset {next}", self.name))?;
+            if batch.records.is_empty() {
+                bail!("the stream ended after {read} of {expected} records");
+            }
+            for r in &batch.records {
+                if r.offset < next {
+                    bail!("offset {} went backwards (expected ≥ {next})", r.offset);
+                }
+                next = r.offset + 1;
                 read += 1;
             }
         }
