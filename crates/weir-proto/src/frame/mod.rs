@@ -45,6 +45,8 @@ mod wire;
 mod tests;
 #[cfg(test)]
 mod tests_v3;
+#[cfg(test)]
+mod tests_v3_limits;
 
 use bytes::{BufMut, BytesMut};
 
