@@ -1,9 +1,10 @@
 //! The Rust client for Weir's native protocol (`docs/protocol.md`).
 //!
 //! - [`Client`]: one TCP connection (authenticated with a token when the server has a token file:
-//!   [`Client::connect_with_token`]), multiplexed: every call pipelines, answers are matched by
-//!   request id. Plain calls: queues, [`Client::publish`] (one batch, returns once durable),
-//!   [`Client::receive`], ack / nack / extend.
+//!   [`Client::connect_with_token`]; over TLS with [`ConnectOptions::tls`] and [`TlsOptions`]),
+//!   multiplexed: every call pipelines, answers are matched by request id. Plain calls: queues,
+//!   [`Client::publish`] (one batch, returns once durable), [`Client::receive`], ack / nack /
+//!   extend.
 //! - [`Producer`]: batches messages (size, bytes, linger), retries `busy` with exponential backoff
 //!   and full jitter that honours the server's retry-after; `send` resolves once durable.
 //! - [`Consumer`]: a push subscription governed by credits (`prefetch`); each [`Delivery`] extends
@@ -35,6 +36,7 @@ mod consumer;
 mod error;
 mod message;
 mod producer;
+mod tls;
 
 pub use backoff::Backoff;
 pub use client::{Client, ConnectOptions, PendingPublish, ReceiptsDone, CONNECT_TIMEOUT};
@@ -42,6 +44,7 @@ pub use consumer::{Consumer, ConsumerOptions, Delivery, PendingSettle};
 pub use error::ClientError;
 pub use message::Message;
 pub use producer::{Producer, ProducerOptions};
+pub use tls::TlsOptions;
 pub use weir_proto::frame::{
     Delivery as RawDelivery, PublishResult as Published, QueueInfo, QueueOptions,
 };
