@@ -144,15 +144,19 @@ async fn https_publishes_receives_and_acks_with_the_test_ca() {
     assert_eq!(bodies(&got), vec!["over tls"]);
     let acked = s.ack("orders", receipts(&got)).await;
     assert_eq!(acked, json!({ "acked": 1, "invalid": [] }));
-    // The DNS name in the certificate works as well as the IP address.
-    let port = s.server().http_addr().port();
-    let by_name = s
-        .http
-        .get(format!("https://localhost:{port}/healthz"))
+    // The DNS name in the certificate works as well as the IP address (`localhost` pinned to
+    // the listener's address, whatever the machine's resolver says).
+    let addr = s.server().http_addr();
+    let by_name = reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("CA"))
+        .resolve("localhost", addr)
+        .build()
+        .expect("client")
+        .get(format!("https://localhost:{}/healthz", addr.port()))
         .send()
         .await;
-    // `localhost` may resolve to ::1 first, where nothing listens; the client then tries
-    // 127.0.0.1.
     assert_eq!(by_name.expect("HTTPS by name").status(), 200);
     s.stop().await;
 }
@@ -384,10 +388,17 @@ async fn silent_tcp_clients_do_not_keep_others_from_being_served() {
         .collect();
     tokio::time::sleep(Duration::from_millis(100)).await;
 
-    // Meanwhile, others are served at once, on both listeners.
+    // Meanwhile, others are served at once, on both listeners. (Were the handshakes in the
+    // accept loops, the silent clients ahead would delay them by 4 × 500 ms and 4 × 5 s.)
     let started = Instant::now();
     let (status, _, _) = s.call(Method::GET, "/healthz", None).await;
     assert_eq!(status, 200);
+    let https = started.elapsed();
+    assert!(
+        https < Duration::from_millis(1500),
+        "HTTPS served after {https:?}"
+    );
+    let started = Instant::now();
     let client = Client::connect_with(native_addr, native_tls(&pki))
         .await
         .expect("native TLS connect");
@@ -395,10 +406,10 @@ async fn silent_tcp_clients_do_not_keep_others_from_being_served() {
         .create_queue("busy", QueueOptions::default())
         .await
         .expect("served");
+    let native = started.elapsed();
     assert!(
-        started.elapsed() < Duration::from_millis(400),
-        "served only after {:?}",
-        started.elapsed()
+        native < Duration::from_secs(3),
+        "native served after {native:?}"
     );
 
     // The silent clients are cut off: HTTP after its header-read timeout (500 ms), native
