@@ -29,6 +29,8 @@ pub struct ConnectOptions {
     pub token: Option<String>,
     /// How long to wait for the connection, the handshake and the authentication.
     pub timeout: Duration,
+    /// TLS, when set ([`ConnectOptions::tls`]); plain TCP otherwise.
+    pub tls: Option<crate::TlsOptions>,
 }
 
 impl Default for ConnectOptions {
@@ -36,6 +38,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             token: None,
             timeout: CONNECT_TIMEOUT,
+            tls: None,
         }
     }
 }
@@ -54,6 +57,7 @@ impl fmt::Debug for ConnectOptions {
         f.debug_struct("ConnectOptions")
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("timeout", &self.timeout)
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -126,7 +130,13 @@ impl Client {
         options: ConnectOptions,
     ) -> Result<Client, ClientError> {
         Ok(Client {
-            conn: Connection::open(addr, options.timeout, options.token.as_deref()).await?,
+            conn: Connection::open(
+                addr,
+                options.timeout,
+                options.token.as_deref(),
+                options.tls.as_ref(),
+            )
+            .await?,
         })
     }
 

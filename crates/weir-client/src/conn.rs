@@ -9,15 +9,20 @@ use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use parking_lot::Mutex;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpStream, ToSocketAddrs};
 use tokio::sync::{mpsc, oneshot};
 use weir_proto::frame::{
     Delivery, Frame, Hello, HelloOk, Payload, MAX_CREDITS, MIN_PROTOCOL_VERSION, PROTOCOL_VERSION,
 };
 
-use crate::ClientError;
+use crate::{ClientError, TlsOptions};
+
+/// The read half of the connection: plain TCP or TLS ([`crate::tls`]).
+pub(crate) type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+/// The write half of the connection. Over TLS, `write_all` may leave encrypted bytes in the
+/// session: every write is followed by a flush (a no-op on plain TCP).
+pub(crate) type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
 
 /// Requests queued for the writer before callers wait.
 const COMMAND_QUEUE: usize = 1024;
@@ -114,8 +119,8 @@ impl fmt::Debug for Connection {
 }
 
 impl Connection {
-    /// Dials, handshakes, authenticates (when the server asks for it) and starts the reader and
-    /// writer tasks.
+    /// Dials, secures (with `tls`), handshakes, authenticates (when the server asks for it) and
+    /// starts the reader and writer tasks.
     ///
     /// It asks for the newest protocol version it speaks; a server that does not speak it
     /// (an older release) refuses the hello with `unsupported protocol version`, and the client
@@ -125,6 +130,7 @@ impl Connection {
         addr: impl ToSocketAddrs + fmt::Display,
         timeout: Duration,
         token: Option<&str>,
+        tls: Option<&TlsOptions>,
     ) -> Result<Connection, ClientError> {
         let name = addr.to_string();
         let resolved: Vec<std::net::SocketAddr> =
@@ -140,7 +146,7 @@ impl Connection {
             };
         let mut version = PROTOCOL_VERSION;
         loop {
-            match Connection::open_version(&name, &resolved, timeout, token, version).await {
+            match Connection::open_version(&name, &resolved, timeout, token, tls, version).await {
                 Err(ClientError::Handshake { message, .. })
                     if version > MIN_PROTOCOL_VERSION
                         && message.contains("unsupported protocol version") =>
@@ -153,12 +159,13 @@ impl Connection {
         }
     }
 
-    /// Dials, handshakes asking for `version`, and authenticates.
+    /// Dials, secures (with `tls`), handshakes asking for `version`, and authenticates.
     async fn open_version(
         name: &str,
         addrs: &[std::net::SocketAddr],
         timeout: Duration,
         token: Option<&str>,
+        tls: Option<&TlsOptions>,
         version: u16,
     ) -> Result<Connection, ClientError> {
         let name = name.to_string();
@@ -176,11 +183,12 @@ impl Connection {
             Ok(Ok(stream)) => stream,
         };
         let _ = stream.set_nodelay(true);
-        let (mut rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr) = crate::tls::secure(stream, tls, &name, timeout).await?;
         let mut buf = BytesMut::new();
         Hello { version }.encode(&mut buf);
         let handshake = async {
             wr.write_all(&buf).await?;
+            wr.flush().await?;
             buf.clear();
             read_frame(&mut rd, &mut buf).await
         };
@@ -315,8 +323,8 @@ const AUTH_REQUEST_ID: u64 = 1;
 /// Sends `Authenticate` and waits for its answer. Without a token, fails at once: every request
 /// would be refused.
 async fn authenticate(
-    rd: &mut OwnedReadHalf,
-    wr: &mut OwnedWriteHalf,
+    rd: &mut ReadHalf,
+    wr: &mut WriteHalf,
     buf: &mut BytesMut,
     token: Option<&str>,
 ) -> Result<(), AuthFailure> {
@@ -342,6 +350,7 @@ async fn authenticate(
         ));
     }
     wr.write_all(&out).await.map_err(AuthFailure::Io)?;
+    wr.flush().await.map_err(AuthFailure::Io)?;
     let answer = read_frame(rd, buf).await.map_err(AuthFailure::Io)?;
     match answer.payload {
         Payload::Ok if answer.request_id == AUTH_REQUEST_ID => Ok(()),
@@ -361,7 +370,7 @@ async fn authenticate(
 }
 
 /// Reads exactly one frame (used for the handshake answer).
-async fn read_frame(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Result<Frame> {
+async fn read_frame(rd: &mut ReadHalf, buf: &mut BytesMut) -> std::io::Result<Frame> {
     loop {
         match Frame::decode(buf) {
             Ok(Some((frame, used))) => {
@@ -380,11 +389,7 @@ async fn read_frame(rd: &mut OwnedReadHalf, buf: &mut BytesMut) -> std::io::Resu
     }
 }
 
-async fn write_loop(
-    mut wr: OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Command>,
-    state: Arc<Mutex<State>>,
-) {
+async fn write_loop(mut wr: WriteHalf, mut rx: mpsc::Receiver<Command>, state: Arc<Mutex<State>>) {
     let mut next_id: u64 = 1;
     let mut buf = BytesMut::with_capacity(64 * 1024);
     while let Some(command) = rx.recv().await {
@@ -398,7 +403,11 @@ async fn write_loop(
         if buf.is_empty() {
             continue;
         }
-        if let Err(e) = wr.write_all(&buf).await {
+        let written = match wr.write_all(&buf).await {
+            Ok(()) => wr.flush().await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = written {
             state
                 .lock()
                 .fail_all(ClientError::disconnected(format!("write failed: {e}")));
@@ -483,7 +492,7 @@ fn fail(pending: Option<Pending>, error: ClientError) {
     }
 }
 
-async fn read_loop(mut rd: OwnedReadHalf, mut buf: BytesMut, state: Arc<Mutex<State>>) {
+async fn read_loop(mut rd: ReadHalf, mut buf: BytesMut, state: Arc<Mutex<State>>) {
     loop {
         loop {
             match Frame::decode(&buf) {

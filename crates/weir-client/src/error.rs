@@ -70,6 +70,10 @@ pub enum ClientError {
     /// No answer in time.
     #[error("timed out after {0:?}")]
     Timeout(Duration),
+    /// The TLS options cannot be used (unreadable or invalid CA certificates, a bad server
+    /// name). A failed handshake is [`ClientError::Handshake`].
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
 }
 
 impl ClientError {

@@ -1,9 +1,10 @@
 //! The Rust client for Weir's native protocol (`docs/protocol.md`).
 //!
 //! - [`Client`]: one TCP connection (authenticated with a token when the server has a token file:
-//!   [`Client::connect_with_token`]), multiplexed: every call pipelines, answers are matched by
-//!   request id. Plain calls: queues, [`Client::publish`] (one batch, returns once durable),
-//!   [`Client::receive`], ack / nack / extend.
+//!   [`Client::connect_with_token`]; over TLS with [`ConnectOptions::tls`] and [`TlsOptions`]),
+//!   multiplexed: every call pipelines, answers are matched by request id. Plain calls: queues,
+//!   [`Client::publish`] (one batch, returns once durable), [`Client::receive`], ack / nack /
+//!   extend.
 //! - [`Producer`]: batches messages (size, bytes, linger), retries `busy` with exponential backoff
 //!   and full jitter that honours the server's retry-after; `send` resolves once durable.
 //! - [`Consumer`]: a push subscription governed by credits (`prefetch`); each [`Delivery`] extends
@@ -52,6 +53,7 @@ mod producer;
 mod stream_producer;
 mod streams;
 mod tasks;
+mod tls;
 mod topics;
 
 pub use backoff::Backoff;
@@ -64,6 +66,7 @@ pub use producer::{Producer, ProducerOptions};
 pub use stream_producer::StreamProducer;
 pub use streams::{Record, RecordBatch};
 pub use tasks::{Task, TaskRequest, TaskSubmitted};
+pub use tls::TlsOptions;
 pub use weir_proto::frame::{
     Delivery as RawDelivery, GroupAssignment, GroupInfo, GroupMember, PartitionCommit,
     PartitionInfo, PartitionLag, PartitionOffset, PublishResult as Published, QueueInfo,

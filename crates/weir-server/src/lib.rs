@@ -9,6 +9,7 @@ pub mod auth;
 pub mod http;
 mod metrics;
 mod native;
+pub mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,6 +48,8 @@ pub struct ServerConfig {
     pub auth: Option<Arc<auth::AuthConfig>>,
     /// Allow a non-loopback listener without authentication.
     pub insecure: bool,
+    /// Certificate chain and private key: when set, both listeners accept TLS only.
+    pub tls: Option<tls::TlsConfig>,
 }
 
 impl ServerConfig {
@@ -81,6 +84,7 @@ impl Default for ServerConfig {
             http_header_read_timeout: Duration::from_secs(10),
             auth: None,
             insecure: false,
+            tls: None,
         }
     }
 }
@@ -96,7 +100,9 @@ pub struct RunningServer {
 }
 
 /// Opens the storage under `config.data_dir`, recovers the broker, binds both listeners and starts
-/// serving. Returns once the listeners are bound (so the addresses are known).
+/// serving. Returns once the listeners are bound (so the addresses are known). With
+/// `config.tls`, the certificate and key are loaded first: an unreadable or invalid file fails
+/// the start with an error naming it ([`tls::TlsError`]).
 pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     let exposed = [config.native_addr, config.http_addr]
         .into_iter()
@@ -106,6 +112,14 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         anyhow::bail!(
             "refusing to listen on {exposed:?} (not loopback) without authentication: \
              give a token file (--auth-file) or, knowingly, --insecure"
+        );
+    }
+    let tls = config.tls.as_ref().map(tls::load).transpose()?;
+    if !exposed.is_empty() && tls.is_none() {
+        tracing::warn!(
+            ?exposed,
+            "listening beyond loopback without TLS: tokens and messages cross the network in \
+             clear (give --tls-cert and --tls-key)"
         );
     }
     std::fs::create_dir_all(&config.data_dir)
@@ -151,6 +165,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             ..native::NativeLimits::default()
         },
         config.auth.clone(),
+        tls.as_ref().map(|t| t.native.clone()),
         shutdown_rx.clone(),
     )));
     let state = http::AppState::new(
@@ -160,7 +175,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         task_service,
         scheduler,
     );
-    tasks.push(tokio::spawn(http::serve(
+    tasks.push(tokio::spawn(http::serve_with_tls(
         http_listener,
         state,
         http::HttpServeLimits {
@@ -168,9 +183,16 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
             header_read_timeout: config.http_header_read_timeout,
         },
         config.auth.clone(),
+        tls.map(|t| t.http),
         shutdown_rx,
     )));
-    tracing::info!(%native_addr, %http_addr, data_dir = %config.data_dir.display(), "weir is serving");
+    tracing::info!(
+        %native_addr,
+        %http_addr,
+        tls = config.tls.is_some(),
+        data_dir = %config.data_dir.display(),
+        "weir is serving"
+    );
     Ok(RunningServer {
         native_addr,
         http_addr,

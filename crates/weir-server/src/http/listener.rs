@@ -1,7 +1,9 @@
 //! The HTTP accept loop: hyper's HTTP/1 server with a header-read timeout (a slow client that
 //! trickles its request head is cut off), at most N connections open at once (each holds a
 //! semaphore permit; further clients wait in the kernel's accept backlog), and a graceful
-//! shutdown that lets requests in flight finish within a grace period.
+//! shutdown that lets requests in flight finish within a grace period. With TLS, the handshake
+//! runs in the connection's task (holding its permit), bounded by the header-read timeout: a
+//! client that never sends its ClientHello keeps no one else from being served.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +15,7 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
 
 /// How long requests in flight may run after shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -26,11 +29,12 @@ pub(crate) struct HttpLimits {
     pub(crate) header_read_timeout: Duration,
 }
 
-/// Serves `app` until `shutdown` becomes true.
+/// Serves `app` until `shutdown` becomes true; over TLS only when `tls` is set.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     app: Router,
     limits: HttpLimits,
+    tls: Option<TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
@@ -49,9 +53,9 @@ pub(crate) async fn accept_loop(
             },
             _ = stopped(&mut shutdown) => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(pair) => pair,
                 Err(e) => {
                     // EMFILE and friends: back off briefly instead of spinning.
                     tracing::warn!("HTTP accept failed: {e}");
@@ -63,11 +67,44 @@ pub(crate) async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        let Some(acceptor) = &tls else {
+            let connection =
+                graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+            tokio::spawn(async move {
+                let _permit = permit;
+                if let Err(e) = connection.await {
+                    tracing::debug!("HTTP connection ended: {e}");
+                }
+            });
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        // Taken now, so a shutdown that starts during the handshake still waits for (and
+        // gracefully ends) this connection.
+        let watcher = graceful.watcher();
+        let builder = builder.clone();
+        let mut shutdown = shutdown.clone();
+        let timeout = limits.header_read_timeout;
         tokio::spawn(async move {
             let _permit = permit;
+            let handshake = tokio::time::timeout(timeout, acceptor.accept(stream));
+            let stream = tokio::select! {
+                accepted = handshake => match accepted {
+                    Ok(Ok(stream)) => stream,
+                    Ok(Err(error)) => {
+                        tracing::debug!(%peer, %error, "HTTP TLS handshake failed");
+                        return;
+                    }
+                    Err(_) => {
+                        tracing::debug!(%peer, timeout_ms = timeout.as_millis(), "HTTP TLS handshake timed out");
+                        return;
+                    }
+                },
+                _ = stopped(&mut shutdown) => return,
+            };
+            let connection = watcher.watch(builder.serve_connection(TokioIo::new(stream), service));
             if let Err(e) = connection.await {
-                tracing::debug!("HTTP connection ended: {e}");
+                tracing::debug!("HTTPS connection ended: {e}");
             }
         });
     }

@@ -223,6 +223,18 @@ pub async fn serve(
     auth: Option<Arc<crate::auth::AuthConfig>>,
     shutdown: watch::Receiver<bool>,
 ) {
+    serve_with_tls(listener, state, limits, auth, None, shutdown).await;
+}
+
+/// [`serve`], over TLS only when `tls` is set (the handshake bounded by the header-read timeout).
+pub(crate) async fn serve_with_tls(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    limits: HttpServeLimits,
+    auth: Option<Arc<crate::auth::AuthConfig>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    shutdown: watch::Receiver<bool>,
+) {
     let mut app = router(state);
     if let Some(auth) = auth {
         app = app.layer(axum::middleware::from_fn_with_state(
@@ -234,7 +246,7 @@ pub async fn serve(
         max_connections: limits.max_connections,
         header_read_timeout: limits.header_read_timeout,
     };
-    listener::accept_loop(listener, app, limits, shutdown).await;
+    listener::accept_loop(listener, app, limits, tls, shutdown).await;
 }
 
 /// Connection limits of the HTTP listener.

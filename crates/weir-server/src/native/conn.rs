@@ -11,8 +11,6 @@ use bytes::{Buf, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
@@ -25,6 +23,7 @@ use weir_proto::ErrorCode;
 use weir_tasks::TaskService;
 
 use super::auth::{Attempt, Session};
+use super::stream::{ReadHalf, WriteHalf};
 use super::subscription::Subscription;
 use super::{handler, subscription, NativeLimits};
 use crate::auth::AuthConfig;
@@ -72,16 +71,16 @@ impl Shared {
     }
 }
 
-/// Serves one accepted connection to its end.
+/// Serves one accepted connection (plain TCP or TLS, already split) to its end.
 pub(super) async fn run(
-    stream: TcpStream,
+    mut rd: ReadHalf,
+    mut wr: WriteHalf,
     peer: SocketAddr,
     services: Services,
     limits: Arc<NativeLimits>,
     auth: Option<Arc<AuthConfig>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let (mut rd, mut wr) = stream.into_split();
     let mut buf = BytesMut::with_capacity(READ_CHUNK_BYTES);
     let hello = match timeout(limits.handshake_timeout, read_hello(&mut rd, &mut buf)).await {
         Ok(Ok(Some(hello))) => {
@@ -136,7 +135,10 @@ pub(super) async fn run(
         Payload::HelloOk(hello_ok(&limits, hello.version, session.pending())),
     );
     let mut first = BytesMut::new();
-    if hello_ok.encode(&mut first).is_err() || wr.write_all(&first).await.is_err() {
+    if hello_ok.encode(&mut first).is_err()
+        || wr.write_all(&first).await.is_err()
+        || wr.flush().await.is_err()
+    {
         return;
     }
 
@@ -192,7 +194,7 @@ pub(super) async fn run(
 /// (awaiting durability in `pending`), frames queued by subscription and request tasks
 /// (`out_rx`), and the write buffer they are all encoded into, written once per wake-up.
 struct ConnIo {
-    wr: OwnedWriteHalf,
+    wr: WriteHalf,
     wbuf: BytesMut,
     out_rx: mpsc::Receiver<Frame>,
     pending: FuturesUnordered<handler::Inline>,
@@ -267,7 +269,12 @@ impl ConnIo {
         if self.wbuf.is_empty() {
             return true;
         }
-        if let Err(error) = self.wr.write_all(&self.wbuf).await {
+        // The flush sends what a TLS session still buffers (a no-op on plain TCP).
+        let written = match self.wr.write_all(&self.wbuf).await {
+            Ok(()) => self.wr.flush().await,
+            Err(error) => Err(error),
+        };
+        if let Err(error) = written {
             tracing::debug!(%error, "native write failed");
             self.failed = true;
             self.wbuf.clear();
@@ -345,10 +352,7 @@ enum HelloError {
 }
 
 /// Reads the 8-byte hello; `Ok(None)` when the peer closed first.
-async fn read_hello(
-    rd: &mut OwnedReadHalf,
-    buf: &mut BytesMut,
-) -> Result<Option<Hello>, HelloError> {
+async fn read_hello(rd: &mut ReadHalf, buf: &mut BytesMut) -> Result<Option<Hello>, HelloError> {
     loop {
         match Hello::decode(buf) {
             Ok(Some((hello, used))) => {
@@ -376,7 +380,7 @@ fn in_flight(io: &ConnIo, spawned: &Semaphore, max: usize) -> usize {
 async fn read_loop(
     shared: &Arc<Shared>,
     spawned: &Arc<Semaphore>,
-    rd: &mut OwnedReadHalf,
+    rd: &mut ReadHalf,
     io: &mut ConnIo,
     mut buf: BytesMut,
     mut conn: ConnState,
@@ -660,7 +664,7 @@ fn encode_into(frame: &Frame, buf: &mut BytesMut) {
 }
 
 /// Writes one frame, then closes the connection without resetting it.
-pub(super) async fn send_and_close(rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf, frame: &Frame) {
+pub(super) async fn send_and_close(rd: &mut ReadHalf, wr: &mut WriteHalf, frame: &Frame) {
     let mut buf = BytesMut::new();
     if frame.encode(&mut buf).is_ok() {
         let _ = timeout(std::time::Duration::from_secs(1), wr.write_all(&buf)).await;
@@ -670,8 +674,10 @@ pub(super) async fn send_and_close(rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHa
 
 /// Shuts the write side, then reads (briefly, discarding) until the peer closes, so unread input
 /// does not turn the close into a reset that could lose the last frames written.
-async fn close_gently(rd: &mut OwnedReadHalf, wr: &mut OwnedWriteHalf) {
-    let _ = wr.shutdown().await;
+async fn close_gently(rd: &mut ReadHalf, wr: &mut WriteHalf) {
+    // Bounded: over TLS the shutdown also writes what the session buffers (and close_notify),
+    // which a peer that does not read could hold up.
+    let _ = timeout(std::time::Duration::from_secs(1), wr.shutdown()).await;
     let drain = async {
         let mut sink = [0u8; 4096];
         loop {

@@ -24,6 +24,7 @@ mod conn;
 mod convert;
 mod handler;
 mod source;
+mod stream;
 mod streams;
 mod subscription;
 mod tasks;
@@ -33,7 +34,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::io::AsyncReadExt;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use weir_broker::Broker;
 use weir_proto::frame::Frame;
@@ -83,17 +84,22 @@ impl Default for NativeLimits {
 
 /// Refusals in progress at once beyond which a refused connection is just dropped.
 const MAX_PENDING_REFUSALS: usize = 64;
+/// How long a refusal waits for the client's hello.
+const REFUSAL_HELLO_TIMEOUT: Duration = Duration::from_millis(500);
 
 /// Accepts connections until `shutdown` turns true, then waits (up to
 /// [`NativeLimits::shutdown_grace`]) for the connections to finish their requests. With `auth`,
 /// every connection must authenticate and every request is checked against the token's grants.
 /// Task requests go to `tasks`, the same service the HTTP API uses.
+/// With `tls`, every connection is TLS: the handshake runs in the connection's task under
+/// [`NativeLimits::handshake_timeout`] (then the protocol's hello gets the same time again).
 pub(crate) async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
     tasks: Arc<TaskService>,
     limits: NativeLimits,
     auth: Option<Arc<AuthConfig>>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let max_connections = limits.max_connections.max(1);
@@ -126,19 +132,40 @@ pub(crate) async fn serve(
                         let broker = broker.clone();
                         let tasks = tasks.clone();
                         let limits = limits.clone();
-                        let shutdown = shutdown.clone();
+                        let mut shutdown = shutdown.clone();
                         let auth = auth.clone();
+                        let tls = tls.clone();
                         tokio::spawn(async move {
-                            let services = conn::Services { broker, tasks };
-                            conn::run(stream, peer, services, limits, auth, shutdown).await;
+                            let timeout = limits.handshake_timeout;
+                            let secured =
+                                stream::secure(stream, peer, tls.as_ref(), timeout, &mut shutdown)
+                                    .await;
+                            if let Some((rd, wr)) = secured {
+                                let services = conn::Services { broker, tasks };
+                                conn::run(rd, wr, peer, services, limits, auth, shutdown).await;
+                            }
                             drop(permit);
                         });
                     }
                     Err(_) => {
                         tracing::warn!(%peer, max_connections, "native connection refused: at the limit");
                         if let Ok(permit) = refusals.clone().try_acquire_owned() {
+                            let tls = tls.clone();
+                            let mut shutdown = shutdown.clone();
+                            let timeout = limits.handshake_timeout;
                             tokio::spawn(async move {
-                                refuse(stream, max_connections).await;
+                                // Over TLS, the refusal is said inside the session.
+                                let secured = stream::secure(
+                                    stream,
+                                    peer,
+                                    tls.as_ref(),
+                                    timeout,
+                                    &mut shutdown,
+                                )
+                                .await;
+                                if let Some((rd, wr)) = secured {
+                                    refuse(rd, wr, max_connections).await;
+                                }
                                 drop(permit);
                             });
                         }
@@ -155,18 +182,18 @@ pub(crate) async fn serve(
     }
 }
 
-/// Tells a client over the connection limit why it is refused, then closes.
-async fn refuse(mut stream: TcpStream, max_connections: usize) {
+/// Tells a client over the connection limit why it is refused (over TLS when the listener is),
+/// then closes.
+async fn refuse(mut rd: stream::ReadHalf, mut wr: stream::WriteHalf, max_connections: usize) {
     // Read the hello first (briefly), so the close does not reset the connection before the
     // client has read the error.
     let mut hello = [0u8; weir_proto::frame::HELLO_BYTES];
-    let _ = tokio::time::timeout(Duration::from_millis(500), stream.read(&mut hello)).await;
+    let _ = tokio::time::timeout(REFUSAL_HELLO_TIMEOUT, rd.read(&mut hello)).await;
     let frame = Frame::error(
         0,
         ErrorCode::Busy,
         1000,
         format!("too many connections (limit {max_connections}); retry later"),
     );
-    let (mut rd, mut wr) = stream.into_split();
     conn::send_and_close(&mut rd, &mut wr, &frame).await;
 }

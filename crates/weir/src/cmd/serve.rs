@@ -37,6 +37,12 @@ pub(crate) struct ServeArgs {
     /// Most concurrent connections per listener.
     #[arg(long, env = "WEIR_MAX_CONNECTIONS", default_value_t = 1024)]
     max_connections: usize,
+    /// TLS certificate chain (PEM, leaf first): with --tls-key, both listeners accept TLS only.
+    #[arg(long, env = "WEIR_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM: PKCS#8, PKCS#1 or SEC1) of the --tls-cert leaf.
+    #[arg(long, env = "WEIR_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncPolicy, String> {
@@ -59,6 +65,11 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
         http_addr: args.http_addr,
         max_connections: args.max_connections,
         insecure: args.insecure,
+        tls: match (args.tls_cert, args.tls_key) {
+            (Some(cert), Some(key)) => Some(weir_server::tls::TlsConfig::new(cert, key)),
+            // clap requires both or neither.
+            _ => None,
+        },
         ..ServerConfig::default()
     };
     if let Some(path) = &args.auth_file {
@@ -72,10 +83,13 @@ pub(crate) async fn run(args: ServeArgs) -> anyhow::Result<()> {
     config.broker.max_body_bytes = args.max_body_bytes;
     config.broker.log.fsync = args.fsync;
     config.broker.log.segment_bytes = args.segment_bytes;
+    let tls = config.tls.is_some();
     let server = weir_server::start(config).await.context("starting weir")?;
     eprintln!(
-        "weir serving: native {} · http http://{}",
+        "weir serving: native {}{} · http {}://{}",
         server.native_addr(),
+        if tls { " (TLS)" } else { "" },
+        if tls { "https" } else { "http" },
         server.http_addr()
     );
     server.wait().await;
