@@ -9,6 +9,7 @@
 //! tokio tasks on a runtime of N worker threads (as the broker's are) instead of one thread
 //! each. `--fsync-modes`: also measure fdatasync latency after a 64 KiB write that extends the
 //! file, goes into `fallocate`d space, or overwrites written zeros (interleaved, 300 each).
+//! `--raw-mib M` (default 512): size of the raw sequential write; 0 skips the raw figures.
 //! `--help` prints this.
 
 use std::fs::OpenOptions;
@@ -31,14 +32,16 @@ struct Args {
     appenders: Vec<usize>,
     tasks: usize,
     fsync_modes: bool,
+    raw_mib: usize,
 }
 
 const USAGE: &str = "log_bench [--dir DIR] [--secs S] [--window W] [--sizes 100,1024,65536] \
-[--appenders 1,8,64] [--tasks N] [--fsync-modes]
+[--appenders 1,8,64] [--tasks N] [--fsync-modes] [--raw-mib 512]
   Measures the disk's raw sequential-write bandwidth and fdatasync latency, then appends under
   fsync=always (each appender a thread, or with --tasks N a tokio task on N worker threads,
   keeping W appends in flight) and a warm read. --fsync-modes also compares fdatasync latency
-  after extending the file, writing into fallocate'd space and overwriting written zeros.";
+  after extending the file, writing into fallocate'd space and overwriting written zeros.
+  --raw-mib sets the size of the raw write (0 skips the raw figures).";
 
 fn list(v: &str, default: &[usize]) -> Vec<usize> {
     let out: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
@@ -58,6 +61,7 @@ fn args() -> Args {
         appenders: vec![1, 8, 64],
         tasks: 0,
         fsync_modes: false,
+        raw_mib: 512,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     if v.iter().any(|x| x == "--help" || x == "-h") {
@@ -82,6 +86,7 @@ fn args() -> Args {
             "--sizes" => a.sizes = list(&v[i + 1], &a.sizes),
             "--appenders" => a.appenders = list(&v[i + 1], &a.appenders),
             "--tasks" => a.tasks = v[i + 1].parse().unwrap_or(a.tasks),
+            "--raw-mib" => a.raw_mib = v[i + 1].parse().unwrap_or(a.raw_mib),
             other => eprintln!("ignoring {other}"),
         }
         i += 2;
@@ -93,7 +98,10 @@ fn mb(bytes: f64, secs: f64) -> f64 {
     bytes / secs / (1024.0 * 1024.0)
 }
 
-fn raw_disk(dir: &Path) -> f64 {
+fn raw_disk(dir: &Path, total: usize) -> f64 {
+    if total == 0 {
+        return f64::NAN;
+    }
     let path = dir.join("raw.bin");
     let mut f = OpenOptions::new()
         .create(true)
@@ -102,7 +110,6 @@ fn raw_disk(dir: &Path) -> f64 {
         .open(&path)
         .expect("create raw file");
     let chunk = vec![0xa5u8; 1 << 20];
-    let total = 512usize;
     let start = Instant::now();
     for _ in 0..total {
         f.write_all(&chunk).expect("write");
@@ -296,7 +303,7 @@ fn main() {
     let a = args();
     let _ = std::fs::remove_dir_all(&a.dir);
     std::fs::create_dir_all(&a.dir).expect("mkdir");
-    let raw = raw_disk(&a.dir);
+    let raw = raw_disk(&a.dir, a.raw_mib);
     if a.fsync_modes {
         fsync_modes(&a.dir);
     }

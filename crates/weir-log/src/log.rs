@@ -4,9 +4,9 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 use tokio::sync::{oneshot, watch};
 use weir_store::{
     Appended, Durable, Log, LogConfig, LogStats, Offset, Reclaimed, Record, StoreError,
@@ -89,6 +89,13 @@ pub(crate) struct State {
     /// Appenders waiting for durability, in offset order: (one past their batch, notifier).
     /// Each is woken exactly once, by the pass that makes its batch durable (no herd).
     pub(crate) waiters: VecDeque<(u64, oneshot::Sender<Result<(), StoreError>>)>,
+    /// How many waiters the last pass released: the appends a pass may expect back soon (see
+    /// `LogShared::gather` in `pass.rs`).
+    pub(crate) last_released: usize,
+    /// While a pass gathers, the number of waiters it waits for (0: no pass is gathering).
+    pub(crate) gather_target: usize,
+    /// Running average of this log's fdatasync durations.
+    pub(crate) sync_avg: Duration,
 }
 
 /// State only the (single) writer pass of a log touches.
@@ -112,6 +119,8 @@ pub(crate) struct LogShared {
     pub(crate) writer: Mutex<WriterState>,
     pub(crate) durable_tx: watch::Sender<DurableState>,
     pub(crate) pool: Arc<PoolShared>,
+    /// Signalled when a gathering pass has what it waits for (or a flush wants it to stop).
+    pub(crate) gathered: Condvar,
 }
 
 /// A log stored in segment files under one directory. Get one from
@@ -167,7 +176,11 @@ impl LogShared {
                 hint_next: 0,
                 spare: Vec::new(),
                 waiters: VecDeque::new(),
+                last_released: 0,
+                gather_target: 0,
+                sync_avg: Duration::ZERO,
             }),
+            gathered: Condvar::new(),
             writer: Mutex::new(WriterState {
                 current,
                 dirty: false,
@@ -289,8 +302,12 @@ impl LogShared {
         st.pending_bytes += batch_bytes;
         let next = st.next_offset;
         st.waiters.push_back((next, tx));
+        let gathered = st.gather_target != 0 && st.waiters.len() >= st.gather_target;
         let enqueue = Self::mark_scheduled(st);
         drop(guard);
+        if gathered {
+            self.gathered.notify_one();
+        }
         if enqueue {
             self.pool.schedule(self.clone());
         }
@@ -313,8 +330,12 @@ impl LogShared {
             return Durable::ready(Ok(()));
         }
         st.flush_requested = true;
+        let gathering = st.gather_target != 0;
         let enqueue = Self::mark_scheduled(&mut st);
         drop(st);
+        if gathering {
+            self.gathered.notify_one(); // a flush does not wait for more appends
+        }
         if enqueue {
             self.pool.schedule(self.clone());
         }
