@@ -7,9 +7,11 @@
 //! wait for durable, repeat). `--sizes 100,1024` and `--appenders 64` pick the rows (default:
 //! every size of 100, 1024, 65536 bytes with 1, 8 and 64 appenders). `--tasks N`: appenders are
 //! tokio tasks on a runtime of N worker threads (as the broker's are) instead of one thread
-//! each. `--fsync-modes`: also measure fdatasync latency after a 64 KiB write that extends the
-//! file, goes into `fallocate`d space, or overwrites written zeros (interleaved, 300 each).
+//! each. `--fsync-modes`: also time a 64 KiB write + fdatasync that extends the file, goes into
+//! `fallocate`d space, overwrites written zeros, or extends the file with 1 MiB zero-filled
+//! ahead every 16 writes (interleaved, 320 each).
 //! `--raw-mib M` (default 512): size of the raw sequential write; 0 skips the raw figures.
+//! `--no-read` skips the warm read at the end.
 //! `--help` prints this.
 
 use std::fs::OpenOptions;
@@ -33,15 +35,17 @@ struct Args {
     tasks: usize,
     fsync_modes: bool,
     raw_mib: usize,
+    read: bool,
 }
 
 const USAGE: &str = "log_bench [--dir DIR] [--secs S] [--window W] [--sizes 100,1024,65536] \
-[--appenders 1,8,64] [--tasks N] [--fsync-modes] [--raw-mib 512]
+[--appenders 1,8,64] [--tasks N] [--fsync-modes] [--raw-mib 512] [--no-read]
   Measures the disk's raw sequential-write bandwidth and fdatasync latency, then appends under
   fsync=always (each appender a thread, or with --tasks N a tokio task on N worker threads,
-  keeping W appends in flight) and a warm read. --fsync-modes also compares fdatasync latency
-  after extending the file, writing into fallocate'd space and overwriting written zeros.
-  --raw-mib sets the size of the raw write (0 skips the raw figures).";
+  keeping W appends in flight) and a warm read. --fsync-modes also times a 64 KiB write +
+  fdatasync that extends the file, goes into fallocate'd space, overwrites written zeros, or
+  zero-fills 1 MiB ahead every 16 writes.
+  --raw-mib sets the size of the raw write (0 skips the raw figures); --no-read skips the read.";
 
 fn list(v: &str, default: &[usize]) -> Vec<usize> {
     let out: Vec<usize> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
@@ -62,6 +66,7 @@ fn args() -> Args {
         tasks: 0,
         fsync_modes: false,
         raw_mib: 512,
+        read: true,
     };
     let v: Vec<String> = std::env::args().skip(1).collect();
     if v.iter().any(|x| x == "--help" || x == "-h") {
@@ -70,8 +75,9 @@ fn args() -> Args {
     }
     let mut i = 0;
     while i < v.len() {
-        if v[i] == "--fsync-modes" {
-            a.fsync_modes = true;
+        if v[i] == "--fsync-modes" || v[i] == "--no-read" {
+            a.fsync_modes |= v[i] == "--fsync-modes";
+            a.read &= v[i] != "--no-read";
             i += 1;
             continue;
         }
@@ -246,16 +252,18 @@ fn run_tasks(
     (n / elapsed, mb(n * size as f64, elapsed))
 }
 
-/// fdatasync latency after a 64 KiB write that extends the file, that lands in `fallocate`d
-/// space, and that overwrites zeros written (and synced) beforehand; interleaved so that the
-/// disk's mood affects all three alike.
+/// Time of a 64 KiB write + fdatasync when the write extends the file, lands in `fallocate`d
+/// space, overwrites zeros written (and synced) beforehand, or extends the file but every 16th
+/// write first zero-fills the next 1 MiB (what preallocating by writing zeros would cost on the
+/// way); interleaved so that the disk's mood affects all alike.
 fn fsync_modes(dir: &Path) {
     use std::os::unix::fs::FileExt;
     use std::os::unix::io::AsRawFd;
-    const N: usize = 300;
+    const N: usize = 320;
     const SZ: usize = 64 * 1024;
-    let modes = ["extend", "fallocate", "overwrite"];
-    let files: Vec<_> = modes
+    const AHEAD: usize = 1 << 20;
+    let modes = ["extend", "fallocate", "overwrite", "zero-ahead"];
+    let mut files: Vec<_> = modes
         .iter()
         .map(|m| {
             let path = dir.join(format!("fsync-{m}.bin"));
@@ -277,23 +285,26 @@ fn fsync_modes(dir: &Path) {
             (path, f, Vec::with_capacity(N))
         })
         .collect();
-    let mut files = files;
     let data = vec![1u8; SZ];
+    let zeros = vec![0u8; AHEAD];
     for i in 0..N {
-        for (_, f, lat) in files.iter_mut() {
-            f.write_all_at(&data, (i * SZ) as u64).expect("write");
+        for (m, (_, f, lat)) in modes.iter().zip(files.iter_mut()) {
             let t = Instant::now();
+            if *m == "zero-ahead" && (i * SZ) % AHEAD == 0 {
+                f.write_all_at(&zeros, (i * SZ) as u64).expect("zeros");
+            }
+            f.write_all_at(&data, (i * SZ) as u64).expect("write");
             f.sync_data().expect("fdatasync");
             lat.push(t.elapsed().as_secs_f64() * 1e6);
         }
     }
     for (m, (path, _, mut lat)) in modes.iter().zip(files) {
+        let mean = lat.iter().sum::<f64>() / N as f64;
         lat.sort_by(f64::total_cmp);
         println!(
-            "fdatasync after a 64 KiB write, {m:>9}: p10 {:.0} us, p50 {:.0} us, p90 {:.0} us",
-            lat[N / 10],
+            "64 KiB write + fdatasync, {m:>10}: p50 {:.0} us, p90 {:.0} us, mean {mean:.0} us",
             lat[N / 2],
-            lat[N * 9 / 10]
+            lat[N * 9 / 10],
         );
         let _ = std::fs::remove_file(path);
     }
@@ -348,7 +359,7 @@ fn main() {
         }
     }
     // Reads from a warm segment: the last 1 KiB log written (1 KiB / 64 appenders by default).
-    let Some(read_log) = read_log else {
+    let Some(read_log) = read_log.filter(|_| a.read) else {
         drop(store);
         let _ = std::fs::remove_dir_all(&a.dir);
         return;
