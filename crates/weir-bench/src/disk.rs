@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Size of the large blocks of the bandwidth probe.
 const LARGE_BLOCK: usize = 1 << 20;
@@ -18,7 +18,7 @@ const LARGE_TOTAL: usize = 256 << 20;
 const SMALL_FOR: Duration = Duration::from_secs(2);
 
 /// What the disk under a directory does with one writer.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct DiskProbe {
     /// Sequential writes of 1 MiB, one `fdatasync` at the end: bytes per second.
     pub large_bytes_per_s: f64,

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir_bench::cli::SpawnedServer;
+use weir_bench::disk::DiskProbe;
 use weir_bench::driver::{self, RunOptions};
 use weir_bench::report::{render_table, RunResult};
 use weir_bench::weir::{Transport, WeirTarget};
@@ -298,6 +299,10 @@ async fn write_docs(
         .collect::<anyhow::Result<_>>()?;
     let env = doc::Environment::collect(common.weir_commit.as_deref()).await;
     let summaries = weir_bench::report::summarize(results);
+    // Written by `compare` (see `probe_disk`); `render` finds it beside the raw results.
+    let disk: Option<DiskProbe> = std::fs::read_to_string(raw_dir.join(DISK_JSON))
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok());
     let md = doc::markdown(&doc::Report {
         env: &env,
         command,
@@ -306,6 +311,7 @@ async fn write_docs(
         summaries: &summaries,
         notes: &notes,
         wall_s,
+        disk: disk.as_ref(),
     });
     std::fs::write(docs_dir.join("benchmarks.md"), md)?;
     std::fs::write(
@@ -354,6 +360,7 @@ async fn real_main() -> anyhow::Result<()> {
             .await;
             s.restore().await;
             let results = results?;
+            probe_disk(&common, &raw_dir).await?;
             let command = std::env::args().collect::<Vec<_>>().join(" ");
             write_docs(
                 &common,
@@ -383,6 +390,25 @@ async fn real_main() -> anyhow::Result<()> {
             wall_s,
         } => render(common, runs, docs_dir, raw_dir, produced_by, wall_s).await?,
     }
+    Ok(())
+}
+
+/// File (in the raw results directory) holding the disk probe of a comparison.
+const DISK_JSON: &str = "disk.json";
+
+/// Measures the disk under Weir's data directory with the bench tool's probe (W5 is stated as a
+/// share of it) and keeps the figures beside the raw results.
+async fn probe_disk(common: &Common, raw_dir: &std::path::Path) -> anyhow::Result<()> {
+    let dir = common.weir_data_dir.clone();
+    let batch_bytes = standard::w5().batch * standard::w5().body_bytes;
+    let probe = tokio::task::spawn_blocking(move || weir_bench::disk::probe(&dir, batch_bytes))
+        .await
+        .context("disk probe task")??;
+    eprintln!("{}", probe.describe(None));
+    std::fs::write(
+        raw_dir.join(DISK_JSON),
+        serde_json::to_string_pretty(&probe)?,
+    )?;
     Ok(())
 }
 
