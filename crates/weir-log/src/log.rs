@@ -231,7 +231,7 @@ impl LogShared {
         })
     }
 
-    fn append(self: &Arc<Self>, records: &[Record]) -> Result<Appended, StoreError> {
+    pub(crate) fn append(self: &Arc<Self>, records: &[Record]) -> Result<Appended, StoreError> {
         // Everything that reads the bodies (validation, CRC) and allocates happens before the
         // lock; under it, offsets are assigned and the frames copied into the pending buffer.
         let batch = record::prepare_batch(records, self.config.max_record_bytes)?;
@@ -320,7 +320,7 @@ impl LogShared {
         })
     }
 
-    fn flush(self: &Arc<Self>) -> Durable {
+    pub(crate) fn flush(self: &Arc<Self>) -> Durable {
         let mut st = self.state.lock();
         if let Some(e) = &st.failed {
             return Durable::ready(Err(e.clone()));

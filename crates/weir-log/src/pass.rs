@@ -46,6 +46,14 @@ impl LogShared {
     /// released at most one appender (a lone appender pays no extra latency). The pool thread
     /// sleeps meanwhile (other logs use the other threads).
     fn gather(&self, st: &mut MutexGuard<'_, State>) {
+        let gap = (st.sync_avg / 4).clamp(GATHER_MIN_GAP, GATHER_MAX_GAP);
+        let cap = st.sync_avg.max(gap);
+        self.gather_for(st, gap, cap);
+    }
+
+    /// [`LogShared::gather`] with the pause in arrivals that ends the wait and its longest
+    /// duration given.
+    fn gather_for(&self, st: &mut MutexGuard<'_, State>, gap: Duration, cap: Duration) {
         let want = st.last_released;
         if self.config.fsync != FsyncPolicy::Always
             || want < 2
@@ -56,8 +64,7 @@ impl LogShared {
         {
             return;
         }
-        let gap = (st.sync_avg / 4).clamp(GATHER_MIN_GAP, GATHER_MAX_GAP);
-        let deadline = Instant::now() + st.sync_avg.max(gap);
+        let deadline = Instant::now() + cap;
         st.gather_target = want;
         let mut seen = st.waiters.len();
         loop {
@@ -474,4 +481,131 @@ pub(crate) fn disk_full(name: &str, what: &str) -> StoreError {
             format!("no space left on device: {what}; retry later"),
         ),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use bytes::Bytes;
+    use weir_store::{LogConfig, Record};
+
+    use super::*;
+    use crate::writer::Pool;
+
+    fn record() -> Record {
+        Record {
+            timestamp_ms: 1,
+            body: Bytes::from_static(b"x"),
+            ..Record::default()
+        }
+    }
+
+    /// A log whose passes only run when the test calls them: `scheduled` is held true, so
+    /// appends never hand the log to the pool. The last pass "released" 8 appenders.
+    fn held_log(dir: &std::path::Path, config: &LogConfig) -> (Pool, Arc<LogShared>) {
+        let lock = File::create(dir.join(".lock")).expect("lock file");
+        let pool = Pool::start(1, lock).expect("pool");
+        let log_dir = dir.join("log");
+        std::fs::create_dir_all(&log_dir).expect("mkdir");
+        let log =
+            LogShared::open("t".into(), log_dir, config, pool.shared().clone()).expect("open");
+        let mut st = log.state.lock();
+        st.scheduled = true;
+        st.last_released = 8;
+        drop(st);
+        (pool, log)
+    }
+
+    const LONG: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn gathering_ends_when_the_expected_appends_arrived() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (_pool, log) = held_log(tmp.path(), &LogConfig::default());
+        let mut durables = vec![log.append(&[record()]).expect("append").durable];
+        let appender = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                (0..7)
+                    .map(|_| {
+                        std::thread::sleep(Duration::from_millis(1));
+                        log.append(&[record()]).expect("append").durable
+                    })
+                    .collect::<Vec<_>>()
+            })
+        };
+        let started = Instant::now();
+        let mut st = log.state.lock();
+        log.gather_for(&mut st, LONG, LONG);
+        assert_eq!(st.waiters.len(), 8, "the pass waited for all eight");
+        assert_eq!(st.gather_target, 0);
+        drop(st);
+        assert!(started.elapsed() < LONG / 2, "and not longer");
+        durables.extend(appender.join().expect("appender"));
+        log.run_pass();
+        assert_eq!(log.state.lock().last_released, 8);
+        for d in durables {
+            futures::executor::block_on(d).expect("durable");
+        }
+    }
+
+    #[test]
+    fn gathering_ends_at_a_pause_in_arrivals_at_the_cap_or_at_a_flush() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (_pool, log) = held_log(tmp.path(), &LogConfig::default());
+        let d1 = log.append(&[record()]).expect("append").durable;
+
+        let started = Instant::now();
+        log.gather_for(&mut log.state.lock(), Duration::from_millis(1), LONG);
+        assert!(started.elapsed() < LONG / 2, "nothing arrived for a gap");
+
+        let started = Instant::now();
+        log.gather_for(&mut log.state.lock(), LONG, Duration::from_millis(1));
+        assert!(started.elapsed() < LONG / 2, "the cap");
+
+        let flusher = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                log.flush()
+            })
+        };
+        let started = Instant::now();
+        let mut st = log.state.lock();
+        log.gather_for(&mut st, LONG, LONG);
+        assert!(st.flush_requested, "a flush ended the wait");
+        drop(st);
+        assert!(started.elapsed() < LONG / 2);
+        let flushed = flusher.join().expect("flusher");
+        log.run_pass();
+        futures::executor::block_on(d1).expect("durable");
+        futures::executor::block_on(flushed).expect("flushed");
+    }
+
+    #[test]
+    fn no_gathering_after_a_lone_appender_or_under_other_policies() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (_pool, log) = held_log(tmp.path(), &LogConfig::default());
+        log.state.lock().last_released = 1;
+        let d = log.append(&[record()]).expect("append").durable;
+        let started = Instant::now();
+        log.gather_for(&mut log.state.lock(), LONG, LONG);
+        assert!(started.elapsed() < LONG / 2);
+        log.run_pass();
+        futures::executor::block_on(d).expect("durable");
+        assert_eq!(log.state.lock().last_released, 1, "the pass released one");
+
+        let tmp = tempfile::tempdir().expect("tmp");
+        let interval = LogConfig {
+            fsync: FsyncPolicy::Interval { ms: 5 },
+            ..LogConfig::default()
+        };
+        let (_pool, log) = held_log(tmp.path(), &interval);
+        let _d = log.append(&[record()]).expect("append").durable;
+        let started = Instant::now();
+        log.gather_for(&mut log.state.lock(), LONG, LONG);
+        assert!(started.elapsed() < LONG / 2);
+        log.run_pass();
+    }
 }
