@@ -302,7 +302,9 @@ impl LogShared {
         st.pending_bytes += batch_bytes;
         let next = st.next_offset;
         st.waiters.push_back((next, tx));
-        let gathered = st.gather_target != 0 && st.waiters.len() >= st.gather_target;
+        let gathered = st.gather_target != 0
+            && (st.waiters.len() >= st.gather_target
+                || st.pending_bytes >= crate::pass::GATHER_MAX_BYTES);
         let enqueue = Self::mark_scheduled(st);
         drop(guard);
         if gathered {

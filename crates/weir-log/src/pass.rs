@@ -10,6 +10,10 @@
 const GATHER_MIN_GAP: Duration = Duration::from_micros(50);
 /// Longest pause in arrivals a gathering wait sits through.
 const GATHER_MAX_GAP: Duration = Duration::from_micros(250);
+/// Pending bytes past which a pass stops gathering: writing them takes about as long as an
+/// fdatasync's fixed cost, so the pass is bandwidth-bound and waiting would only serialise
+/// the appends with the write.
+pub(crate) const GATHER_MAX_BYTES: u64 = 256 * 1024;
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -38,13 +42,15 @@ impl LogShared {
     /// Group commit under concurrency. When the last pass released several appenders they are
     /// likely to append again within microseconds, one after the other as they get a CPU. A
     /// pass that started at the first of them would give its fdatasync one or two records and
-    /// leave the rest to the next fdatasync, which costs as much: with 64 appenders waiting one
-    /// append each, groups then split in two and throughput halves. So a pass under `Always`
-    /// first waits until as many appends wait as the last pass released, or until none arrived
-    /// for a quarter of an average fdatasync (clamped to 50–250 µs), and never longer than one
-    /// average fdatasync; a flush ends the wait at once. Nothing waits when the last pass
-    /// released at most one appender (a lone appender pays no extra latency). The pool thread
-    /// sleeps meanwhile (other logs use the other threads).
+    /// leave the rest to the next fdatasync, which costs as much: 64 appenders waiting one
+    /// append each then split into two groups, each paying a whole fdatasync. So a pass under
+    /// `Always` first waits until as many appends wait as the last pass released, or until
+    /// none arrived for a quarter of an average fdatasync (clamped to 50–250 µs), or until
+    /// [`GATHER_MAX_BYTES`] are pending (the write is then bandwidth-bound: waiting would only
+    /// serialise appends and write), and never longer than one average fdatasync; a flush ends
+    /// the wait at once. Nothing waits when the last pass released at most one appender (a
+    /// lone appender pays no extra latency). The pool thread sleeps meanwhile (other logs use
+    /// the other threads).
     fn gather(&self, st: &mut MutexGuard<'_, State>) {
         let gap = (st.sync_avg / 4).clamp(GATHER_MIN_GAP, GATHER_MAX_GAP);
         let cap = st.sync_avg.max(gap);
@@ -59,6 +65,7 @@ impl LogShared {
             || want < 2
             || st.waiters.is_empty()
             || st.waiters.len() >= want
+            || st.pending_bytes >= GATHER_MAX_BYTES
             || st.flush_requested
             || st.failed.is_some()
         {
@@ -77,7 +84,12 @@ impl LogShared {
                 .wait_until(st, (now + gap).min(deadline))
                 .timed_out();
             let n = st.waiters.len();
-            if n >= want || st.flush_requested || st.failed.is_some() || (timed_out && n == seen) {
+            if n >= want
+                || st.pending_bytes >= GATHER_MAX_BYTES
+                || st.flush_requested
+                || st.failed.is_some()
+                || (timed_out && n == seen)
+            {
                 break;
             }
             seen = n;
@@ -581,6 +593,37 @@ mod tests {
         log.run_pass();
         futures::executor::block_on(d1).expect("durable");
         futures::executor::block_on(flushed).expect("flushed");
+    }
+
+    #[test]
+    fn gathering_stops_once_enough_bytes_are_pending() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (_pool, log) = held_log(tmp.path(), &LogConfig::default());
+        let big = Record {
+            body: Bytes::from(vec![0u8; GATHER_MAX_BYTES as usize / 2]),
+            ..record()
+        };
+        let d1 = log
+            .append(std::slice::from_ref(&big))
+            .expect("append")
+            .durable;
+        let appender = {
+            let log = log.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(5));
+                log.append(&[big]).expect("append").durable
+            })
+        };
+        let started = Instant::now();
+        let mut st = log.state.lock();
+        log.gather_for(&mut st, LONG, LONG);
+        assert_eq!(st.waiters.len(), 2, "two appends are enough bytes");
+        drop(st);
+        assert!(started.elapsed() < LONG / 2);
+        let d2 = appender.join().expect("appender");
+        log.run_pass();
+        futures::executor::block_on(d1).expect("durable");
+        futures::executor::block_on(d2).expect("durable");
     }
 
     #[test]
