@@ -48,6 +48,11 @@ async fn kill_9_at_random_moments_loses_nothing_confirmed() {
     assert!(report.kills >= 20, "{report}");
     assert_eq!(report.lost, 0);
     assert_eq!(report.resurrected, 0);
+    assert_eq!(report.stream_lost, 0);
+    assert!(
+        report.stream_confirmed > 0 && report.stream_checked == report.stream_confirmed,
+        "{report}"
+    );
     assert!(
         report.published_confirmed > 0 && report.acked_confirmed > 0,
         "{report}"

@@ -8,7 +8,9 @@
 //!   message no ack was even sent for);
 //! - **resurrected**: no message whose ack was confirmed is ever delivered again;
 //! - **garbage**: every delivery is a message some producer sent, with its exact body;
-//! - **unopenable**: every restart comes up (HTTP `/healthz`) within [`STARTUP_TIMEOUT`].
+//! - **unopenable**: every restart comes up (HTTP `/healthz`) within [`STARTUP_TIMEOUT`];
+//! - with the native protocol, a stream and a consumer group under the same kills
+//!   ([`stream`]: confirmed appends read back intact, confirmed commits never go back).
 //!
 //! The kill moments and batch shapes come from the seed; thread scheduling does not, so a seed
 //! replays the same plan, not the same interleaving.
@@ -24,6 +26,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot_free::Mutex;
+
+#[path = "crash_stream.rs"]
+mod stream;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
@@ -103,6 +108,16 @@ pub(crate) struct Report {
     pub(crate) garbage: u64,
     /// Slowest restart until `/healthz` answered, in ms.
     pub(crate) max_startup_ms: u64,
+    /// Stream records sent in append requests (native runs).
+    pub(crate) stream_attempted: u64,
+    /// Stream records whose append was confirmed.
+    pub(crate) stream_confirmed: u64,
+    /// Of those, read back intact at their (partition, offset) at the end.
+    pub(crate) stream_checked: u64,
+    /// Confirmed stream records missing or changed (after a restart or at the end).
+    pub(crate) stream_lost: u64,
+    /// Consumer-group commits confirmed (none may go back after a restart).
+    pub(crate) stream_commits_confirmed: u64,
     /// Every violation, described (empty when the run passed).
     pub(crate) violations: Vec<String>,
 }
@@ -113,7 +128,8 @@ impl std::fmt::Display for Report {
             f,
             "kills {} ({} during startup), published {} attempted / {} confirmed, acked {} confirmed, \
              deliveries {} ({} redeliveries), messages checked {}, lost {}, resurrected {}, garbage {}, \
-             slowest restart {} ms, violations {}",
+             slowest restart {} ms; stream records {} attempted / {} confirmed / {} checked, \
+             lost {}, group commits confirmed {}; violations {}",
             self.kills,
             self.kills_during_startup,
             self.published_attempted,
@@ -126,6 +142,11 @@ impl std::fmt::Display for Report {
             self.resurrected,
             self.garbage,
             self.max_startup_ms,
+            self.stream_attempted,
+            self.stream_confirmed,
+            self.stream_checked,
+            self.stream_lost,
+            self.stream_commits_confirmed,
             self.violations.len()
         )
     }
@@ -346,6 +367,7 @@ pub(crate) async fn run(config: Config) -> Result<Report, String> {
         .build()
         .map_err(|e| e.to_string())?;
     let tracker: Shared = Arc::new(Mutex::new(Tracker::default()));
+    let streams: stream::SharedStream = Arc::new(Mutex::new(Default::default()));
     let mut rng = StdRng::seed_from_u64(config.seed);
     let mut report = Report::default();
 
@@ -383,8 +405,14 @@ pub(crate) async fn run(config: Config) -> Result<Report, String> {
                     return Err(format!("create {q}: {}", resp.status()));
                 }
             }
+            if config.native {
+                stream::create(server.native).await?;
+            }
         } else {
             check_counts(&http, &server, &tracker, cycle).await?;
+            if config.native {
+                stream::check(server.native, &streams, cycle, last).await?;
+            }
         }
         if last {
             drain(&http, &server, &tracker, cycle).await?;
@@ -427,6 +455,13 @@ pub(crate) async fn run(config: Config) -> Result<Report, String> {
                 stop.clone(),
                 cycle,
             )));
+            workers.push(tokio::spawn(stream::worker(
+                addr,
+                streams.clone(),
+                stop.clone(),
+                cycle,
+                worker_seed ^ 11,
+            )));
         }
         let run_ms = rng.gen_range(config.min_run_ms..=config.max_run_ms);
         tokio::time::sleep(Duration::from_millis(run_ms)).await;
@@ -467,6 +502,22 @@ pub(crate) async fn run(config: Config) -> Result<Report, String> {
     report.lost = lost.len() as u64;
     report.messages_checked = report.published_confirmed - report.lost;
     report.violations = t.violations.clone();
+    {
+        let s = streams.lock();
+        report.stream_attempted = s.attempted;
+        report.stream_confirmed = s.confirmed();
+        report.stream_checked = s.checked;
+        report.stream_lost = s.lost;
+        report.stream_commits_confirmed = s.commits_confirmed;
+        report.violations.extend(s.violations.iter().cloned());
+        if config.native && s.confirmed() > 0 && s.checked != s.confirmed() {
+            report.violations.push(format!(
+                "the final stream check read back {} of {} confirmed records",
+                s.checked,
+                s.confirmed()
+            ));
+        }
+    }
     if !lost.is_empty() {
         report.violations.push(format!(
             "{} confirmed publishes never delivered, e.g. {:?}",
