@@ -12,10 +12,11 @@
 //! The byte layouts, the commit protocol, the recovery rules and what the engine assumes of the
 //! disk are in `docs/storage.md`.
 //!
-//! Threads: appends encode in the caller's thread and take a short lock; all file writes and
-//! fsyncs happen on the store's writer threads; reads `pread` in the caller's thread with no
-//! lock held. Nothing here needs an async runtime: a `Durable` is resolved by a writer thread
-//! and can be awaited on any executor (or `futures::executor::block_on`).
+//! Threads: appends validate and CRC in the caller's thread, then take a short lock to write
+//! their frames into the log's pending buffer; all file writes and fsyncs happen on the store's
+//! writer threads; reads `pread` in the caller's thread with no lock held. Nothing here needs an
+//! async runtime: a `Durable` is resolved by a writer thread and can be awaited on any executor
+//! (or `futures::executor::block_on`).
 
 mod index;
 mod journal;

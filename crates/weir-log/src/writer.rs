@@ -1,7 +1,8 @@
 //! Group commit: a bounded pool of writer threads shared by every log of a store.
 //!
 //! Appenders queue bytes on their log ([`crate::log::State::pending`]) and schedule the log here
-//! when it is not already scheduled. A writer thread takes *everything* pending on one log,
+//! when it is not already scheduled. A writer thread runs a pass over the log (`pass.rs`): it
+//! may first gather briefly when appenders are concurrent, then takes *everything* pending,
 //! writes it with one positional write per segment touched, fdatasyncs once (policy `Always`),
 //! and then publishes the new durable offset, which resolves every `Durable` that the fsync
 //! covered. At most one thread works on a log at a time (the `scheduled` flag), so a log's bytes
