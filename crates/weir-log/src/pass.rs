@@ -6,15 +6,6 @@
 //! Under policy `Always` a pass first *gathers* when appends are concurrent: see
 //! [`LogShared::gather`].
 
-/// Shortest pause in arrivals that ends a gathering wait.
-const GATHER_MIN_GAP: Duration = Duration::from_micros(50);
-/// Longest pause in arrivals a gathering wait sits through.
-const GATHER_MAX_GAP: Duration = Duration::from_micros(250);
-/// Pending bytes past which a pass stops gathering: writing them takes about as long as an
-/// fdatasync's fixed cost, so the pass is bandwidth-bound and waiting would only serialise
-/// the appends with the write.
-pub(crate) const GATHER_MAX_BYTES: u64 = 256 * 1024;
-
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -26,6 +17,15 @@ use weir_store::{FsyncPolicy, StoreError};
 use crate::index;
 use crate::log::{Chunk, LogShared, State, WriterState};
 use crate::segment;
+
+/// Shortest pause in arrivals that ends a gathering wait.
+const GATHER_MIN_GAP: Duration = Duration::from_micros(50);
+/// Longest pause in arrivals a gathering wait sits through.
+const GATHER_MAX_GAP: Duration = Duration::from_micros(250);
+/// Pending bytes past which a pass stops gathering: writing them takes about as long as an
+/// fdatasync's fixed cost, so the pass is bandwidth-bound and waiting would only serialise
+/// the appends with the write.
+pub(crate) const GATHER_MAX_BYTES: u64 = 256 * 1024;
 
 impl LogShared {
     /// Timer callback for `Interval` logs: fsync if nothing else is running on the log.
