@@ -83,6 +83,9 @@ impl WeirTarget {
         }
         Ok(reqwest::Client::builder()
             .pool_max_idle_per_host(HTTP_MAX_IN_FLIGHT * 2)
+            // The server closes a keep-alive connection idle for its header-read timeout (10 s by
+            // default); dropping ours sooner avoids sending a request down one it is closing.
+            .pool_idle_timeout(Duration::from_secs(5))
             .tcp_nodelay(true)
             .default_headers(headers)
             .build()?)

@@ -123,6 +123,9 @@ impl Publisher {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(5)))
+            // The server closes a keep-alive connection idle for its header-read timeout (10 s by
+            // default); dropping ours sooner avoids publishing down one it is closing.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()
             .map_err(|e| PublishError::Unavailable(format!("building the HTTP client: {e}")))?;
         Ok(Publisher {

@@ -161,6 +161,9 @@ impl Worker {
         }
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(POLL_WAIT_MS + 30_000))
+            // The server closes a keep-alive connection idle for its header-read timeout (10 s by
+            // default); dropping ours sooner avoids posting a result down one it is closing.
+            .pool_idle_timeout(Duration::from_secs(5))
             .build()?;
         let ctx = Arc::new(Ctx {
             http,
