@@ -1,6 +1,10 @@
 //! Native-protocol authentication against a real server with a token file: the same tokens and
 //! grants as the HTTP API (`weir_server::auth`), 401 without a good token, 403 without the grant.
 
+mod common;
+
+use common::token;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,24 +16,13 @@ use weir_client::{
     QueueOptions,
 };
 use weir_proto::frame::{Frame, Hello, Payload};
-use weir_server::auth::{Action, AuthConfig, Grant, TokenEntry};
+use weir_server::auth::{Action, AuthConfig};
 use weir_server::{RunningServer, ServerConfig};
 
 const ADMIN: &str = "admin-token-0123456789";
 const PRODUCER: &str = "producer-token-0123456789";
 const CONSUMER: &str = "consumer-token-0123456789";
 const WRONG: &str = "wrong-token-0123456789";
-
-fn token(name: &str, secret: &str, resources: &[&str], action: Action) -> TokenEntry {
-    TokenEntry {
-        name: name.into(),
-        token: secret.into(),
-        grants: vec![Grant {
-            resources: resources.iter().map(|s| s.to_string()).collect(),
-            actions: vec![action],
-        }],
-    }
-}
 
 fn auth() -> Arc<AuthConfig> {
     let config = AuthConfig {

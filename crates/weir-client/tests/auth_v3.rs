@@ -2,6 +2,10 @@
 //! request needs what its HTTP route needs (`weir_server::auth`), is refused `forbidden` without
 //! it, changes nothing, and leaves the connection usable.
 
+mod common;
+
+use common::token;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,23 +14,12 @@ use weir_client::{
     Client, ClientError, ErrorCode, Message, QueueOptions, ReadFrom, Record, StreamOptions,
     SubscriptionStart, Target, TaskRequest, TopicOptions,
 };
-use weir_server::auth::{Action, AuthConfig, Grant, TokenEntry};
+use weir_server::auth::{Action, AuthConfig};
 use weir_server::{RunningServer, ServerConfig};
 
 const ADMIN: &str = "admin-token-0123456789";
 const PRODUCER: &str = "producer-token-0123456789";
 const CONSUMER: &str = "consumer-token-0123456789";
-
-fn token(name: &str, secret: &str, resources: &[&str], action: Action) -> TokenEntry {
-    TokenEntry {
-        name: name.into(),
-        token: secret.into(),
-        grants: vec![Grant {
-            resources: resources.iter().map(|s| s.to_string()).collect(),
-            actions: vec![action],
-        }],
-    }
-}
 
 /// A server with the tokens above, the topic `orders` (subscription `mail`), the stream
 /// `orders-log` and the queue `jobs`.

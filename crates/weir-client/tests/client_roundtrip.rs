@@ -1,19 +1,15 @@
 //! End-to-end tests of the client against a real server (native protocol over TCP).
 
+mod common;
+
+use common::{no_extend, server};
+
 use std::time::Duration;
 
 use weir_client::{
     Client, ClientError, ConsumerOptions, ErrorCode, Message, ProducerOptions, QueueOptions,
 };
-use weir_server::{RunningServer, ServerConfig};
-
-async fn server() -> (RunningServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = weir_server::start(ServerConfig::ephemeral(dir.path()))
-        .await
-        .unwrap();
-    (server, dir)
-}
+use weir_server::RunningServer;
 
 async fn client_with_queue(server: &RunningServer, queue: &str) -> Client {
     let client = Client::connect(server.native_addr()).await.unwrap();
@@ -23,14 +19,6 @@ async fn client_with_queue(server: &RunningServer, queue: &str) -> Client {
         .unwrap();
     assert!(info.created);
     client
-}
-
-fn no_extend(prefetch: u32) -> ConsumerOptions {
-    ConsumerOptions {
-        prefetch,
-        lease: Duration::from_secs(30),
-        auto_extend: false,
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

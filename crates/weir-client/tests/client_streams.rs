@@ -2,6 +2,10 @@
 //! files: appends, reads by offset and by timestamp, long polls, and a group of two members where
 //! one leaves and the other takes every partition from the committed offsets.
 
+mod common;
+
+use common::{code, server};
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -9,20 +13,6 @@ use weir_client::{
     Client, ErrorCode, GroupConsumer, GroupConsumerOptions, PartitionOffset, ProducerOptions,
     ReadFrom, Record, StartAt, StreamOptions,
 };
-use weir_server::{RunningServer, ServerConfig};
-
-async fn server() -> (RunningServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = weir_server::start(ServerConfig::ephemeral(dir.path()))
-        .await
-        .unwrap();
-    (server, dir)
-}
-
-/// The server's code of a failed call.
-fn code<T: std::fmt::Debug>(r: Result<T, weir_client::ClientError>) -> Option<ErrorCode> {
-    r.unwrap_err().code()
-}
 
 fn partitions(n: u32) -> StreamOptions {
     StreamOptions {

@@ -1,24 +1,14 @@
 //! Tasks over the native protocol (version 3) against a real server on real files: submission
 //! idempotent by id, get waiting for a final state, cancel, and refusals that change nothing.
 
+mod common;
+
+use common::{code, server};
+
 use std::time::Duration;
 
 use serde_json::{json, Value};
 use weir_client::{Client, ErrorCode, QueueOptions, TaskRequest, TaskState};
-use weir_server::{RunningServer, ServerConfig};
-
-async fn server() -> (RunningServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = weir_server::start(ServerConfig::ephemeral(dir.path()))
-        .await
-        .unwrap();
-    (server, dir)
-}
-
-/// The server's code of a failed call.
-fn code<T: std::fmt::Debug>(r: Result<T, weir_client::ClientError>) -> Option<ErrorCode> {
-    r.unwrap_err().code()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn submit_is_idempotent_by_id_and_get_waits_for_the_result() {

@@ -1,30 +1,17 @@
 //! Topics over the native protocol (version 3) against a real server on real files: a topic fans
 //! out to two subscriptions, each consumed like a queue through the same client calls.
 
+mod common;
+
+use common::{no_extend, server};
+
 use std::collections::BTreeSet;
 use std::time::Duration;
 
 use weir_client::{
-    Client, ConsumerOptions, ErrorCode, Message, ProducerOptions, QueueOptions, SubscriptionStart,
-    Target, TopicOptions,
+    Client, ErrorCode, Message, ProducerOptions, QueueOptions, SubscriptionStart, Target,
+    TopicOptions,
 };
-use weir_server::{RunningServer, ServerConfig};
-
-async fn server() -> (RunningServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = weir_server::start(ServerConfig::ephemeral(dir.path()))
-        .await
-        .unwrap();
-    (server, dir)
-}
-
-fn no_extend(prefetch: u32) -> ConsumerOptions {
-    ConsumerOptions {
-        prefetch,
-        lease: Duration::from_secs(30),
-        auto_extend: false,
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn topic_fans_out_to_two_subscriptions() {

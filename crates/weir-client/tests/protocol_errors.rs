@@ -1,39 +1,16 @@
 //! Bad input over raw sockets: the server answers precisely, closes only what it must, and keeps
 //! serving everyone else.
 
-use std::time::Duration;
+mod common;
+
+use common::{read_frame, server};
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use weir_client::{Client, ErrorCode};
 use weir_proto::frame::{Frame, Hello, Payload};
 use weir_server::{RunningServer, ServerConfig};
-
-async fn server() -> (RunningServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = weir_server::start(ServerConfig::ephemeral(dir.path()))
-        .await
-        .unwrap();
-    (server, dir)
-}
-
-/// Reads frames until one arrives; `None` at EOF.
-async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Frame> {
-    loop {
-        if let Some((frame, used)) = Frame::decode(buf).unwrap() {
-            let _ = buf.split_to(used);
-            return Some(frame);
-        }
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read_buf(buf))
-            .await
-            .expect("server answered in time")
-            .unwrap_or(0);
-        if n == 0 {
-            return None;
-        }
-    }
-}
 
 async fn handshaken(server: &RunningServer) -> (TcpStream, BytesMut) {
     let mut stream = TcpStream::connect(server.native_addr()).await.unwrap();

@@ -2,39 +2,18 @@
 //! unknown; bad input in the new frames gets a precise error for that request and changes
 //! nothing; the connection goes on.
 
+mod common;
+
+use common::{read_frame, server};
+
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use weir_client::{Client, ErrorCode, QueueOptions};
 use weir_proto::frame::{Frame, Hello, Payload, Target, TaskSubmit};
-use weir_server::{RunningServer, ServerConfig};
-
-async fn server() -> (RunningServer, tempfile::TempDir) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = weir_server::start(ServerConfig::ephemeral(dir.path()))
-        .await
-        .unwrap();
-    (server, dir)
-}
-
-/// Reads frames until one arrives; `None` at EOF.
-async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Frame> {
-    loop {
-        if let Some((frame, used)) = Frame::decode(buf).unwrap() {
-            let _ = buf.split_to(used);
-            return Some(frame);
-        }
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read_buf(buf))
-            .await
-            .expect("server answered in time")
-            .unwrap_or(0);
-        if n == 0 {
-            return None;
-        }
-    }
-}
+use weir_server::RunningServer;
 
 /// A raw connection after a hello asking for `version`; returns the `HelloOk` version too.
 async fn raw(server: &RunningServer, version: u16) -> (TcpStream, BytesMut, u16) {
