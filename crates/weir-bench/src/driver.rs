@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::hist::LatencyHist;
-use crate::pacing::{epoch, instant_from_nanos, nanos_since_epoch, split, Schedule};
+use crate::pacing::{epoch, instant_from_nanos, nanos_since_epoch, split, Schedule, Ticker};
 use crate::report::{RunResult, Status};
 use crate::rss::RssSampler;
 use crate::target::{Confirm, Consumer, Producer, StreamTarget, Target};
@@ -299,6 +299,7 @@ async fn produce(
     let schedule = w
         .rate_per_s
         .map(|r| Schedule::new(start, r / w.producers.max(1) as f64));
+    let mut ticker = schedule.map(|s| Ticker::start(s, share));
     let send_until = match (w.amount, w.rate_per_s) {
         (Amount::Duration(d), None) => Some(start + d),
         _ => None,
@@ -341,23 +342,23 @@ async fn produce(
         if err.is_some() {
             break;
         }
-        let t0 = match schedule {
-            Some(s) => {
+        let t0 = match (schedule, ticker.as_mut()) {
+            (Some(s), Some(ticker)) => {
                 let due = s.due(i);
-                // Collect confirms while waiting for the next slot.
+                // Collect confirms while waiting for the ticker to say message `i` is due
+                // (confirms first: their latency is taken when they are collected).
                 loop {
-                    let now = Instant::now();
-                    if now >= due {
-                        break;
-                    }
-                    if inflight.is_empty() {
-                        tokio::time::sleep_until(due.into()).await;
-                        break;
-                    }
                     tokio::select! {
-                        _ = tokio::time::sleep_until(due.into()) => break,
-                        Some(done) = inflight.next() => {
+                        biased;
+                        Some(done) = inflight.next(), if !inflight.is_empty() => {
                             if let Err(e) = on_done(&mut hist, done) { err = Some(e); break; }
+                        }
+                        tick = ticker.tick() => {
+                            if tick.is_none() {
+                                // Every due time was signalled: not expected before `share`.
+                                tokio::time::sleep_until(due.into()).await;
+                            }
+                            break;
                         }
                     }
                 }
@@ -366,7 +367,7 @@ async fn produce(
                 }
                 due
             }
-            None => Instant::now(),
+            _ => Instant::now(),
         };
         let seq = (index as u64) << 40 | i;
         let body = make_body(w.body_bytes, nanos_since_epoch(t0), seq);

@@ -61,6 +61,44 @@ impl Schedule {
     }
 }
 
+/// Signals each due time of a [`Schedule`] from a thread of its own.
+///
+/// tokio's timer fires on a 1 ms wheel, so a paced producer sleeping with it sends each message
+/// up to 1 ms after its due time; as latency is measured from the due time, that lateness would
+/// count against the system under test. A thread sleeps with the OS's high-resolution timer
+/// (tens of µs late on Linux) and sends `i` once message `i` is due.
+#[derive(Debug)]
+pub struct Ticker {
+    ticks: tokio::sync::mpsc::Receiver<u64>,
+}
+
+impl Ticker {
+    /// Starts signalling the due times of messages `0..count`. The thread ends after the last
+    /// one, or as soon as the ticker is dropped.
+    pub fn start(schedule: Schedule, count: u64) -> Ticker {
+        let (tx, ticks) = tokio::sync::mpsc::channel(1024);
+        std::thread::spawn(move || {
+            for i in 0..count {
+                let due = schedule.due(i);
+                let now = Instant::now();
+                if due > now {
+                    std::thread::sleep(due - now);
+                }
+                // A full channel means the producer is behind: its messages are overdue anyway.
+                if tx.blocking_send(i).is_err() {
+                    return;
+                }
+            }
+        });
+        Ticker { ticks }
+    }
+
+    /// Waits until the next message is due; `None` once every due time has been signalled.
+    pub async fn tick(&mut self) -> Option<u64> {
+        self.ticks.recv().await
+    }
+}
+
 /// Splits `total` messages over `parts` producers: the first `total % parts` get one more.
 pub fn split(total: u64, parts: usize) -> Vec<u64> {
     let parts_u64 = parts.max(1) as u64;
@@ -72,6 +110,21 @@ pub fn split(total: u64, parts: usize) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_ticker_signals_each_due_time_in_order_and_not_early() {
+        let start = Instant::now();
+        let s = Schedule::new(start, 4_000.0);
+        let mut t = Ticker::start(s, 20);
+        for i in 0..20 {
+            assert_eq!(t.tick().await, Some(i));
+            assert!(
+                Instant::now() >= s.due(i),
+                "tick {i} came before its due time"
+            );
+        }
+        assert_eq!(t.tick().await, None);
+    }
 
     #[test]
     fn due_times_are_evenly_spaced_without_drift() {
