@@ -107,34 +107,50 @@ impl StreamTarget for HttpStream {
     }
 
     async fn read_all(&mut self, expected: u64) -> anyhow::Result<u64> {
-        let mut next = 0u64;
-        let mut read = 0u64;
-        while read < expected {
+        let mut cursor = ReadCursor::default();
+        while cursor.read < expected {
             let url = format!(
-                "{}/partitions/0/records?offset={next}&max={READ_MAX}&wait_ms={READ_WAIT_MS}",
-                self.url
+                "{}/partitions/0/records?offset={}&max={READ_MAX}&wait_ms={READ_WAIT_MS}",
+                self.url, cursor.next
             );
             let answer = http_ok(self.http.get(&url).send().await?)
                 .await
                 .with_context(|| format!("GET {url}"))?;
-            let records = answer["records"]
+            let offsets = answer["records"]
                 .as_array()
-                .with_context(|| format!("GET {url}: no records array"))?;
-            if records.is_empty() {
-                bail!("the stream ended after {read} of {expected} records");
-            }
-            for r in records {
-                let offset = r["offset"]
-                    .as_u64()
-                    .with_context(|| format!("GET {url}: a record without an offset"))?;
-                if offset < next {
-                    bail!("offset {offset} went backwards (expected ≥ {next})");
-                }
-                next = offset + 1;
-                read += 1;
-            }
+                .with_context(|| format!("GET {url}: no records array"))?
+                .iter()
+                .map(|r| r["offset"].as_u64())
+                .collect::<Option<Vec<u64>>>()
+                .with_context(|| format!("GET {url}: a record without an offset"))?;
+            cursor.take(offsets, expected)?;
         }
-        Ok(read)
+        Ok(cursor.read)
+    }
+}
+
+/// Where a full read of one partition is: the next offset to ask for and the records read.
+#[derive(Default)]
+struct ReadCursor {
+    next: u64,
+    read: u64,
+}
+
+impl ReadCursor {
+    /// Counts one answer's offsets: an empty answer before `expected` records is an error, and so
+    /// is an offset below the one asked for.
+    fn take(&mut self, offsets: Vec<u64>, expected: u64) -> anyhow::Result<()> {
+        if offsets.is_empty() {
+            bail!("the stream ended after {} of {expected} records", self.read);
+        }
+        for offset in offsets {
+            if offset < self.next {
+                bail!("offset {offset} went backwards (expected ≥ {})", self.next);
+            }
+            self.next = offset + 1;
+            self.read += 1;
+        }
+        Ok(())
     }
 }
 
@@ -162,27 +178,17 @@ impl StreamTarget for NativeStream {
     }
 
     async fn read_all(&mut self, expected: u64) -> anyhow::Result<u64> {
-        let mut next = 0u64;
-        let mut read = 0u64;
+        let mut cursor = ReadCursor::default();
         let wait = std::time::Duration::from_millis(READ_WAIT_MS);
-        while read < expected {
-            let from = weir_client::ReadFrom::Offset(next);
+        while cursor.read < expected {
+            let from = weir_client::ReadFrom::Offset(cursor.next);
             let batch = self
                 .client
                 .read_stream(&self.name, 0, from, READ_MAX as u32, wait)
                 .await
-                .with_context(|| format!("reading {} from offset {next}", self.name))?;
-            if batch.records.is_empty() {
-                bail!("the stream ended after {read} of {expected} records");
-            }
-            for r in &batch.records {
-                if r.offset < next {
-                    bail!("offset {} went backwards (expected ≥ {next})", r.offset);
-                }
-                next = r.offset + 1;
-                read += 1;
-            }
+                .with_context(|| format!("reading {} from offset {}", self.name, cursor.next))?;
+            cursor.take(batch.records.iter().map(|r| r.offset).collect(), expected)?;
         }
-        Ok(read)
+        Ok(cursor.read)
     }
 }
