@@ -93,13 +93,16 @@ fn auth() -> Arc<AuthConfig> {
 
 /// An HTTPS client trusting `ca_pem` (and nothing else).
 fn https_client(ca_pem: &str) -> reqwest::Client {
+    https_builder(ca_pem).build().expect("HTTPS client")
+}
+
+/// The builder of [`https_client`], for tests that add to it.
+fn https_builder(ca_pem: &str) -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .use_rustls_tls()
         .tls_built_in_root_certs(false)
         .add_root_certificate(reqwest::Certificate::from_pem(ca_pem.as_bytes()).expect("CA PEM"))
         .timeout(Duration::from_secs(10))
-        .build()
-        .expect("HTTPS client")
 }
 
 /// A TLS server (no auth unless given) wrapped in the shared HTTP helpers, speaking HTTPS.
@@ -147,10 +150,7 @@ async fn https_publishes_receives_and_acks_with_the_test_ca() {
     // The DNS name in the certificate works as well as the IP address (`localhost` pinned to
     // the listener's address, whatever the machine's resolver says).
     let addr = s.server().http_addr();
-    let by_name = reqwest::Client::builder()
-        .use_rustls_tls()
-        .tls_built_in_root_certs(false)
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).expect("CA"))
+    let by_name = https_builder(&pki.ca_pem)
         .resolve("localhost", addr)
         .build()
         .expect("client")
