@@ -437,6 +437,11 @@ async fn render(
     .await
 }
 
+/// The same allocator as the `weir` binary, so the peers' client code runs under the same
+/// conditions as Weir's own bench client.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     match real_main().await {

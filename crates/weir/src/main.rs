@@ -4,6 +4,11 @@ mod cmd;
 
 use clap::Parser;
 
+/// mimalloc instead of glibc malloc: the broker allocates and frees many small buffers per
+/// message, and glibc spent ~11 % of the server's CPU on it under W1 (docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     let cli = cmd::Cli::parse();
     let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
