@@ -22,6 +22,9 @@ struct Plan {
     position: u64,
     offset: u64,
     limit: u64,
+    /// Average frame length in the segment (bytes assigned ÷ records assigned, at least 1): sizes
+    /// the first buffer of a read that wants a known number of records.
+    avg_frame: u64,
 }
 
 /// What a walk callback wants done with the frame it was shown.
@@ -41,10 +44,20 @@ struct WalkEnd {
     stopped: bool,
 }
 
-/// Smallest buffer a read asks the OS for.
-const MIN_READ_BYTES: usize = 64 * 1024;
+/// Smallest buffer a read of records asks the OS for.
+const MIN_READ_BYTES: usize = 4 * 1024;
+/// Buffer of a scan by timestamp (records of unknown number).
+const SCAN_READ_BYTES: usize = 64 * 1024;
+/// Added to a read's size estimate, so a record a little above the average still fits.
+const READ_SLACK_BYTES: u64 = 1024;
 /// Largest first buffer of a read (later ones grow only as a large record needs).
 const MAX_READ_BYTES: usize = 4 << 20;
+
+/// Bytes per record in `seg` so far (at least 1; 1 when empty).
+fn avg_frame(seg: &segment::Segment) -> u64 {
+    let records = seg.next_offset.saturating_sub(seg.base).max(1);
+    (seg.size / records).max(1)
+}
 
 impl LogShared {
     fn plan(&self, st: &State, from: u64, hints: bool) -> Option<Plan> {
@@ -72,6 +85,7 @@ impl LogShared {
             position,
             offset,
             limit: seg.durable_size,
+            avg_frame: avg_frame(seg),
         })
     }
 
@@ -167,7 +181,7 @@ impl LogShared {
         let mut out = Vec::new();
         let mut bytes = 0usize;
         let mut next = from;
-        let want = max_bytes
+        let most = max_bytes
             .saturating_add(16 * 1024)
             .clamp(MIN_READ_BYTES, MAX_READ_BYTES);
         loop {
@@ -192,6 +206,15 @@ impl LogShared {
                     None => break,
                 }
             };
+            // The first buffer holds about the records this read still wants (from the plan's
+            // index entry on), not `most`: reading (and zeroing) megabytes for a few records
+            // was most of a fan-out consumer's CPU. A short guess costs one more pread.
+            let records = (next.saturating_sub(plan.offset))
+                .saturating_add(max_records.saturating_sub(out.len()) as u64);
+            let guess = records
+                .saturating_mul(plan.avg_frame)
+                .saturating_add(READ_SLACK_BYTES);
+            let want = usize::try_from(guess).map_or(most, |g| g.clamp(MIN_READ_BYTES, most));
             let end = self.walk(&plan, want, |buf, rel, pos, info| {
                 if info.offset < from {
                     return Ok(Flow::Next);
@@ -253,10 +276,11 @@ impl LogShared {
                     position,
                     offset,
                     limit: seg.durable_size,
+                    avg_frame: avg_frame(seg),
                 }
             };
             let mut found = None;
-            self.walk(&plan, MIN_READ_BYTES, |_, _, _, info| {
+            self.walk(&plan, SCAN_READ_BYTES, |_, _, _, info| {
                 if info.timestamp_ms >= ts {
                     found = Some(info.offset);
                     return Ok(Flow::StopHere);

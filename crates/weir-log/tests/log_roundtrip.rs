@@ -70,3 +70,34 @@ proptest! {
         }
     }
 }
+
+/// A read sizes its first buffer from the segment's average record: records far larger than the
+/// average (here 300 KiB among 100-byte ones) must still come back whole, from any start.
+#[test]
+fn reads_sized_by_the_average_record_still_return_records_far_above_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = common::open_store(dir.path());
+    let log = common::open_log(&store, &LogConfig::default());
+    let sizes: Vec<usize> = (0..300)
+        .map(|i| match i {
+            150 => 300 * 1024,
+            220 | 221 => 64 * 1024,
+            _ => 100,
+        })
+        .collect();
+    let records: Vec<Record> = sizes
+        .iter()
+        .enumerate()
+        .map(|(i, &len)| common::record(i as u64, len))
+        .collect();
+    block_on(log.append(&records).expect("append").durable).expect("durable");
+    for (from, n) in [(0, 300), (140, 20), (150, 1), (149, 2), (151, 100), (219, 4), (0, 151)] {
+        let got = log.read(from, n, usize::MAX).expect("read");
+        assert_eq!(got.len(), n, "read({from}, {n})");
+        for (k, r) in got.iter().enumerate() {
+            let i = from as usize + k;
+            assert_eq!(r.offset, i as u64);
+            assert_eq!(r.record, records[i], "record {i} of read({from}, {n})");
+        }
+    }
+}
