@@ -233,11 +233,16 @@ impl Queue {
             })
     }
 
-    /// Indexes messages a topic appended to the shared log this subscription reads.
-    pub(crate) fn add_published(&self, entries: &[NewEntry], add_bytes: u64) {
+    /// Indexes messages a topic appended to the shared log this subscription reads, and keeps
+    /// them (`cached[i]` is at `entries[i].offset`) in the tail cache for their first delivery.
+    /// The topic publishes under its lock, so offsets reach each subscription ascending; should
+    /// a full disk make the log reuse offsets, the cache's ascending check drops what it held.
+    pub(crate) fn add_published(&self, entries: &[NewEntry], add_bytes: u64, cached: &[Message]) {
+        debug_assert_eq!(entries.len(), cached.len());
         let mut inner = self.inner.lock();
-        for e in entries {
+        for (e, m) in entries.iter().zip(cached) {
             inner.core.add_pending(*e);
+            inner.tail.push(e.offset, m.clone());
         }
         inner.appended_since_snapshot += add_bytes;
         inner.core.counters.published += entries.len() as u64;
@@ -519,9 +524,12 @@ impl Queue {
             let leased = inner.core.receive(now_ms, max, lease_ms);
             if !leased.is_empty() {
                 let attempts = leased.iter().map(|l| (l.offset, l.attempt)).collect();
-                // Attempt counts are journaled without waiting: a crash before they are durable
-                // under-counts by one delivery at most.
-                if let Err(e) = self.journal(&mut inner, &[StateEntry::Attempts(attempts)]) {
+                // Attempt counts are journaled deferred: they ride on the journal's next
+                // fdatasync (the ack's, typically) instead of costing one per delivery. A crash
+                // within ~50 ms of a delivery may forget it: the message comes back with its
+                // attempt count one lower (leases are at least 100 ms, so by one at most).
+                let entry = StateEntry::Attempts(attempts).encode();
+                if let Err(e) = self.journal.append_deferred(std::slice::from_ref(&entry)) {
                     tracing::warn!(queue = %self.name, error = %e, "journaling delivery attempts failed");
                 }
             }

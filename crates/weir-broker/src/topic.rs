@@ -16,7 +16,7 @@ use weir_store::{Durable, Log, StoreError};
 use crate::codec::{put_varint, Reader};
 use crate::core::{key_hash, NewEntry};
 use crate::dedup::{hash_id, Dedup};
-use crate::envelope::{self, decode_envelope, Envelope};
+use crate::envelope::{self, decode_envelope, Envelope, Message};
 use crate::queue::Queue;
 use crate::rng::Rng;
 use crate::{
@@ -231,6 +231,9 @@ impl Topic {
         let mut records = Vec::with_capacity(add as usize);
         let mut entries = Vec::with_capacity(add as usize);
         let mut new_hashes = Vec::new();
+        // The stored messages, for the subscriptions' tail caches: their first deliveries need
+        // not read the shared log back (a fan-out to N subscriptions would read each body N times).
+        let mut cached = Vec::with_capacity(add as usize);
         for ((m, dup), hash) in messages.into_iter().zip(&duplicate).zip(&hashes) {
             let client_id = m.id.is_some();
             let id = m.id.unwrap_or_else(|| st.rng.hex128());
@@ -257,7 +260,20 @@ impl Topic {
                 priority: m.priority,
                 ready_at_ms,
             };
-            records.push(envelope::encode(&env, now_ms, m.key, &m.headers, m.body));
+            records.push(envelope::encode(
+                &env,
+                now_ms,
+                m.key.clone(),
+                &m.headers,
+                m.body.clone(),
+            ));
+            cached.push(Message {
+                envelope: env,
+                enqueued_at_ms: now_ms,
+                key: m.key,
+                headers: m.headers,
+                body: m.body,
+            });
         }
         let durable = if records.is_empty() {
             // Only duplicates: confirm once everything appended so far (the originals) is durable.
@@ -271,7 +287,7 @@ impl Topic {
                 e.offset = appended.first_offset + i as u64;
             }
             for s in &subs {
-                s.add_published(&entries, add_bytes);
+                s.add_published(&entries, add_bytes, &cached);
             }
             // Topics keep no dedup snapshot: each entry is recoverable only from the log, so
             // it holds the low-water mark (see `tick`) until its window passes.

@@ -177,16 +177,18 @@ impl Journal for FileJournal {
         if entries.is_empty() {
             return Ok(Durable::ready(Ok(())));
         }
-        let records: Vec<Record> = entries
-            .iter()
-            .map(|e| Record {
-                body: e.clone(),
-                ..Record::default()
-            })
-            .collect();
-        let appended = self.log.append(&records)?;
+        let appended = self.log.append(&entry_records(entries))?;
         *self.bytes_since.lock() += entries.iter().map(|e| e.len() as u64).sum::<u64>();
         Ok(appended.durable)
+    }
+
+    fn append_deferred(&self, entries: &[Bytes]) -> Result<(), StoreError> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        self.log.append_deferred(&entry_records(entries))?;
+        *self.bytes_since.lock() += entries.iter().map(|e| e.len() as u64).sum::<u64>();
+        Ok(())
     }
 
     fn snapshot(&self, state: Bytes) -> Result<(), StoreError> {
@@ -207,6 +209,17 @@ impl Journal for FileJournal {
     fn bytes_since_snapshot(&self) -> u64 {
         *self.bytes_since.lock()
     }
+}
+
+/// One log record per entry (the entry is the body).
+fn entry_records(entries: &[Bytes]) -> Vec<Record> {
+    entries
+        .iter()
+        .map(|e| Record {
+            body: e.clone(),
+            ..Record::default()
+        })
+        .collect()
 }
 
 /// Whether `dir` holds a journal.

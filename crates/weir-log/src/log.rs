@@ -28,6 +28,8 @@ pub const MAX_SEGMENT_BYTES: u64 = 1 << 30;
 pub const MAX_RECORD_BYTES: u32 = 1 << 30;
 /// Number of remembered read positions (sequential readers skip the index).
 pub(crate) const READ_HINTS: usize = 4;
+/// Longest a deferred append waits for an ordinary append or a flush to write it along.
+pub const DEFERRED_WRITE_DELAY: Duration = Duration::from_millis(50);
 
 const _: () = assert!(MAX_SEGMENT_BYTES <= u32::MAX as u64);
 const _: () = assert!((MAX_RECORD_BYTES as usize) <= record::MAX_PAYLOAD_BYTES / 2);
@@ -80,6 +82,9 @@ pub(crate) struct State {
     pub(crate) pending: Vec<Chunk>,
     pub(crate) pending_bytes: u64,
     pub(crate) scheduled: bool,
+    /// Whether `pending` holds bytes a pass must write now: an append someone waits on, or a
+    /// flush. False while only deferred appends are pending (a timer writes those).
+    pub(crate) urgent: bool,
     pub(crate) timer_armed: bool,
     pub(crate) flush_requested: bool,
     pub(crate) failed: Option<StoreError>,
@@ -169,6 +174,7 @@ impl LogShared {
                 pending: Vec::new(),
                 pending_bytes: 0,
                 scheduled: false,
+                urgent: false,
                 timer_armed: false,
                 flush_requested: false,
                 failed: None,
@@ -232,11 +238,39 @@ impl LogShared {
     }
 
     pub(crate) fn append(self: &Arc<Self>, records: &[Record]) -> Result<Appended, StoreError> {
+        let (tx, rx) = oneshot::channel();
+        let (first, next) = self.append_with(records, Some(tx))?;
+        Ok(Appended {
+            first_offset: first,
+            next_offset: next,
+            durable: Durable::from_future(
+                async move { rx.await.unwrap_or(Err(StoreError::Closed)) },
+            ),
+        })
+    }
+
+    /// Appends records nobody waits on: no pass is started for them; they are written with the
+    /// next pass that an ordinary append or a flush starts (sharing its fdatasync), or by a
+    /// timer [`DEFERRED_WRITE_DELAY`] later. Returns (first offset, one past the last).
+    pub(crate) fn append_deferred(
+        self: &Arc<Self>,
+        records: &[Record],
+    ) -> Result<(u64, u64), StoreError> {
+        self.append_with(records, None)
+    }
+
+    /// Assigns offsets and copies the frames into the pending buffer. With a notifier the batch
+    /// is urgent: a pass is scheduled and the notifier told when the batch is durable; without
+    /// one, a timer is armed unless a pass or a timer is already coming.
+    fn append_with(
+        self: &Arc<Self>,
+        records: &[Record],
+        notify: Option<oneshot::Sender<Result<(), StoreError>>>,
+    ) -> Result<(u64, u64), StoreError> {
         // Everything that reads the bodies (validation, CRC) and allocates happens before the
         // lock; under it, offsets are assigned and the frames copied into the pending buffer.
         let batch = record::prepare_batch(records, self.config.max_record_bytes)?;
         let batch_bytes = batch.bytes as u64;
-        let (tx, rx) = oneshot::channel();
         let mut guard = self.state.lock();
         let st = &mut *guard;
         if let Some(e) = &st.failed {
@@ -301,7 +335,18 @@ impl LogShared {
         }
         st.pending_bytes += batch_bytes;
         let next = st.next_offset;
+        let Some(tx) = notify else {
+            // Deferred: a scheduled pass writes it anyway; otherwise a timer will.
+            let arm = !st.scheduled && !std::mem::replace(&mut st.timer_armed, true);
+            drop(guard);
+            if arm {
+                let at = Instant::now() + DEFERRED_WRITE_DELAY;
+                self.pool.arm_timer(at, self.clone());
+            }
+            return Ok((first, next));
+        };
         st.waiters.push_back((next, tx));
+        st.urgent = true;
         let gathered = st.gather_target != 0
             && (st.waiters.len() >= st.gather_target
                 || st.pending_bytes >= crate::pass::GATHER_MAX_BYTES);
@@ -313,13 +358,7 @@ impl LogShared {
         if enqueue {
             self.pool.schedule(self.clone());
         }
-        Ok(Appended {
-            first_offset: first,
-            next_offset: next,
-            durable: Durable::from_future(
-                async move { rx.await.unwrap_or(Err(StoreError::Closed)) },
-            ),
-        })
+        Ok((first, next))
     }
 
     pub(crate) fn flush(self: &Arc<Self>) -> Durable {
@@ -443,6 +482,16 @@ impl FileLog {
     /// The directory holding this log's segments.
     pub fn dir(&self) -> &std::path::Path {
         &self.shared.dir
+    }
+
+    /// Appends records nobody waits on: they start no writer pass of their own but go out (and
+    /// are fsync'd under the log's policy) with the next ordinary append or flush, or after
+    /// [`DEFERRED_WRITE_DELAY`] when none comes. Offsets and order are as for
+    /// [`Log::append`]; the records become readable once written. Returns (first offset, one past
+    /// the last). The journal uses it for state a crash may forget (delivery attempt counts), so
+    /// a delivery costs no fdatasync of its own.
+    pub fn append_deferred(&self, records: &[Record]) -> Result<(u64, u64), StoreError> {
+        self.shared.append_deferred(records)
     }
 }
 

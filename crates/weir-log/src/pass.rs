@@ -102,6 +102,7 @@ impl LogShared {
         let (chunks, target, flush) = {
             let mut st = self.state.lock();
             self.gather(&mut st);
+            st.urgent = false; // this pass writes everything pending, deferred appends included
             (
                 std::mem::take(&mut st.pending),
                 st.next_offset,
@@ -239,15 +240,26 @@ impl LogShared {
                 (st.sync_avg * 7 + d) / 8
             };
         }
-        let more = !st.pending.is_empty() || st.flush_requested;
+        // Only deferred appends pending: a timer writes them, unless an append comes first.
+        let more = st.urgent || st.flush_requested;
         let mut arm = None;
         if !more {
             st.scheduled = false;
-            if let FsyncPolicy::Interval { ms } = self.config.fsync {
-                if !clean && !st.timer_armed {
-                    st.timer_armed = true;
-                    arm = Some(last_sync + Duration::from_millis(ms));
+            let deferred =
+                (!st.pending.is_empty()).then(|| Instant::now() + crate::log::DEFERRED_WRITE_DELAY);
+            let interval = match self.config.fsync {
+                FsyncPolicy::Interval { ms } if !clean => {
+                    Some(last_sync + Duration::from_millis(ms))
                 }
+                _ => None,
+            };
+            let at = match (deferred, interval) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            if at.is_some() && !st.timer_armed {
+                st.timer_armed = true;
+                arm = at;
             }
         }
         drop(st);
@@ -305,6 +317,7 @@ impl LogShared {
         st.pending.clear();
         st.pending_bytes = 0;
         st.flush_requested = false;
+        st.urgent = false;
         st.scheduled = false;
         st.last_released = 0; // the refused appenders back off: nothing to gather for
         st.next_offset = offset;

@@ -91,7 +91,15 @@ fn reads_sized_by_the_average_record_still_return_records_far_above_it() {
         .map(|(i, &len)| common::record(i as u64, len))
         .collect();
     block_on(log.append(&records).expect("append").durable).expect("durable");
-    for (from, n) in [(0, 300), (140, 20), (150, 1), (149, 2), (151, 100), (219, 4), (0, 151)] {
+    for (from, n) in [
+        (0, 300),
+        (140, 20),
+        (150, 1),
+        (149, 2),
+        (151, 100),
+        (219, 4),
+        (0, 151),
+    ] {
         let got = log.read(from, n, usize::MAX).expect("read");
         assert_eq!(got.len(), n, "read({from}, {n})");
         for (k, r) in got.iter().enumerate() {

@@ -247,6 +247,15 @@ pub trait Journal: Send + Sync + fmt::Debug {
     /// Appends entries; they become durable together under the journal's fsync policy.
     fn append(&self, entries: &[Bytes]) -> Result<Durable, StoreError>;
 
+    /// Appends entries nobody waits on: they are written (and fsync'd) with the journal's next
+    /// [`Journal::append`], sharing its fdatasync, or on their own shortly after when none comes
+    /// (the file journal: within 50 ms). Order with other appends is kept. For state a crash may
+    /// forget without breaking a guarantee (a delivery's attempt count). The default writes
+    /// them like [`Journal::append`] and drops the [`Durable`].
+    fn append_deferred(&self, entries: &[Bytes]) -> Result<(), StoreError> {
+        self.append(entries).map(drop)
+    }
+
     /// Atomically replaces the snapshot with `state` and drops every entry appended before this
     /// call. Returns once the new snapshot is durable; on error the old snapshot and entries stand.
     fn snapshot(&self, state: Bytes) -> Result<(), StoreError>;
