@@ -30,6 +30,8 @@ mod store;
 mod writer;
 
 pub use journal::FileJournal;
-pub use log::{FileLog, MAX_RECORD_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES};
+pub use log::{
+    FileLog, DEFERRED_WRITE_DELAY, MAX_RECORD_BYTES, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+};
 pub use store::{FileStore, FileStoreOptions};
 pub use writer::{DEFAULT_WRITER_THREADS, MAX_WRITER_THREADS};
