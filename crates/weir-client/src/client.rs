@@ -165,10 +165,10 @@ impl Client {
     ) -> Result<QueueInfo, ClientError> {
         let payload = Payload::CreateQueue {
             queue: queue.to_string(),
-            options,
+            options: Box::new(options),
         };
         match self.conn.request(payload).await? {
-            Payload::QueueInfo(info) => Ok(info),
+            Payload::QueueInfo(info) => Ok(*info),
             other => Err(unexpected("QueueInfo", &other)),
         }
     }
@@ -190,7 +190,7 @@ impl Client {
             queue: queue.to_string(),
         };
         match self.conn.request(payload).await? {
-            Payload::QueueInfo(info) => Ok(info),
+            Payload::QueueInfo(info) => Ok(*info),
             other => Err(unexpected("QueueInfo", &other)),
         }
     }

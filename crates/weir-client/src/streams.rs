@@ -101,7 +101,7 @@ impl Client {
             options,
         };
         match self.connection().request(payload).await? {
-            Payload::StreamInfo(info) => Ok(info),
+            Payload::StreamInfo(info) => Ok(*info),
             other => Err(unexpected("StreamInfo", &other)),
         }
     }
@@ -120,7 +120,7 @@ impl Client {
             stream: stream.to_string(),
         };
         match self.connection().request(payload).await? {
-            Payload::StreamInfo(info) => Ok(info),
+            Payload::StreamInfo(info) => Ok(*info),
             other => Err(unexpected("StreamInfo", &other)),
         }
     }

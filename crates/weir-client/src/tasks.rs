@@ -205,7 +205,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn submit_task(&self, task: TaskRequest) -> Result<TaskSubmitted, ClientError> {
-        let payload = Payload::SubmitTask(task.into_wire()?);
+        let payload = Payload::SubmitTask(Box::new(task.into_wire()?));
         match self.connection().request(payload).await? {
             Payload::TaskSubmitted { id, state, created } => {
                 Ok(TaskSubmitted { id, state, created })
@@ -232,7 +232,7 @@ impl Client {
 
     async fn task(&self, payload: Payload) -> Result<Task, ClientError> {
         match self.connection().request(payload).await? {
-            Payload::TaskInfo(t) => Task::try_from(t),
+            Payload::TaskInfo(t) => Task::try_from(*t),
             other => Err(unexpected("TaskInfo", &other)),
         }
     }

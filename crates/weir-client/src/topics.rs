@@ -45,7 +45,7 @@ impl Client {
             options,
         };
         match self.connection().request(payload).await? {
-            Payload::TopicInfo(info) => Ok(info),
+            Payload::TopicInfo(info) => Ok(*info),
             other => Err(unexpected("TopicInfo", &other)),
         }
     }
@@ -64,7 +64,7 @@ impl Client {
             topic: topic.to_string(),
         };
         match self.connection().request(payload).await? {
-            Payload::TopicInfo(info) => Ok(info),
+            Payload::TopicInfo(info) => Ok(*info),
             other => Err(unexpected("TopicInfo", &other)),
         }
     }
@@ -84,10 +84,10 @@ impl Client {
             topic: topic.to_string(),
             subscription: subscription.to_string(),
             start,
-            options,
+            options: Box::new(options),
         };
         match self.connection().request(payload).await? {
-            Payload::QueueInfo(info) => Ok(info),
+            Payload::QueueInfo(info) => Ok(*info),
             other => Err(unexpected("QueueInfo", &other)),
         }
     }

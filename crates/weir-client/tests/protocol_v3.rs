@@ -114,13 +114,13 @@ async fn bad_v3_requests_are_answered_precisely_and_change_nothing() {
     send(
         &mut stream,
         1,
-        Payload::SubmitTask(TaskSubmit {
+        Payload::SubmitTask(Box::new(TaskSubmit {
             id: Some("t1".into()),
             queue: "jobs".into(),
             name: "n".into(),
             args: Bytes::from_static(b"{not json"),
             ..TaskSubmit::default()
-        }),
+        })),
     )
     .await;
     let (id, code, message) = error_of(&read_frame(&mut stream, &mut buf).await.unwrap());

@@ -282,7 +282,7 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
         },
         0x10 => Payload::CreateQueue {
             queue: r.name("queue")?,
-            options: decode_options(r)?,
+            options: Box::new(decode_options(r)?),
         },
         0x11 => Payload::DeleteQueue {
             queue: r.name("queue")?,
@@ -306,7 +306,7 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
             topic: r.name("topic")?,
             subscription: r.name("subscription")?,
             start: decode_start(r)?,
-            options: decode_options(r)?,
+            options: Box::new(decode_options(r)?),
         },
         0x17 => Payload::DeleteSubscription {
             topic: r.name("topic")?,
@@ -400,7 +400,7 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
             stream: r.name("stream")?,
             group: r.name("group")?,
         },
-        0x70 => Payload::SubmitTask(decode_submit(r)?),
+        0x70 => Payload::SubmitTask(Box::new(decode_submit(r)?)),
         0x71 => Payload::GetTask {
             id: decode_task_id(r)?,
             wait_ms: r.u64_in("wait_ms", 0, MAX_WAIT_MS)?,
@@ -445,7 +445,7 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
             })
         }
         0x82 => Payload::Ok,
-        0x83 => Payload::QueueInfo(decode_info(r)?),
+        0x83 => Payload::QueueInfo(Box::new(decode_info(r)?)),
         0x84 => {
             let n = r.count32("results", MAX_BATCH_MESSAGES)?;
             let mut results = Vec::with_capacity(n.min(64));
@@ -469,8 +469,8 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
             done: r.u32("done")?,
             invalid: decode_receipts("invalid receipts", r)?,
         },
-        0x87 => Payload::TopicInfo(decode_topic_info(r)?),
-        0x88 => Payload::StreamInfo(decode_stream_info(r)?),
+        0x87 => Payload::TopicInfo(Box::new(decode_topic_info(r)?)),
+        0x88 => Payload::StreamInfo(Box::new(decode_stream_info(r)?)),
         0x89 => Payload::Appended(decode_positions("positions", MAX_BATCH_MESSAGES, r)?),
         0x8a => {
             let next_offset = r.u64("next_offset")?;
@@ -486,7 +486,7 @@ pub(super) fn decode_payload(type_byte: u8, r: &mut Reader<'_>) -> Result<Payloa
             state: decode_state(r)?,
             created: r.bool("created")?,
         },
-        0x8e => Payload::TaskInfo(decode_task_info(r)?),
+        0x8e => Payload::TaskInfo(Box::new(decode_task_info(r)?)),
         other => {
             return Err(DecodeError::new(
                 LENGTH_BYTES,

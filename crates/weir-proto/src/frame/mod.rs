@@ -130,7 +130,7 @@ pub enum Payload {
         /// Queue name.
         queue: String,
         /// Settings to apply.
-        options: QueueOptions,
+        options: Box<QueueOptions>,
     },
     /// `0x11` delete a queue; answered by `Ok`.
     DeleteQueue {
@@ -169,7 +169,7 @@ pub enum Payload {
         /// Where a new subscription starts (ignored when it exists).
         start: SubscriptionStart,
         /// The subscription's queue settings (PUT semantics, as `CreateQueue`).
-        options: QueueOptions,
+        options: Box<QueueOptions>,
     },
     /// `0x17` (v3) delete a subscription; answered by `Ok`.
     DeleteSubscription {
@@ -351,7 +351,7 @@ pub enum Payload {
     },
     /// `0x70` (v3) submit a task (idempotent by id); answered by `TaskSubmitted` once its
     /// record and its message are durable.
-    SubmitTask(TaskSubmit),
+    SubmitTask(Box<TaskSubmit>),
     /// `0x71` (v3) a task's record, waiting up to `wait_ms` for a final state; answered by
     /// `TaskInfo`.
     GetTask {
@@ -373,7 +373,7 @@ pub enum Payload {
     /// `0x82` success without data.
     Ok,
     /// `0x83` a queue's counters and settings.
-    QueueInfo(QueueInfo),
+    QueueInfo(Box<QueueInfo>),
     /// `0x84` a publish is durable: one result per message, in order.
     Published(Vec<PublishResult>),
     /// `0x85` leased messages, answering `Receive` or pushed to a subscription.
@@ -386,9 +386,9 @@ pub enum Payload {
         invalid: Vec<String>,
     },
     /// `0x87` (v3) a topic's counters and subscriptions.
-    TopicInfo(TopicInfo),
+    TopicInfo(Box<TopicInfo>),
     /// `0x88` (v3) a stream's settings, partitions and groups.
-    StreamInfo(StreamInfo),
+    StreamInfo(Box<StreamInfo>),
     /// `0x89` (v3) an append is durable: where each record went, in order.
     Appended(Vec<PartitionOffset>),
     /// `0x8a` (v3) records read from a partition.
@@ -412,7 +412,7 @@ pub enum Payload {
         created: bool,
     },
     /// `0x8e` (v3) a task's record.
-    TaskInfo(TaskInfo),
+    TaskInfo(Box<TaskInfo>),
 }
 
 impl Payload {

@@ -153,7 +153,10 @@ pub(super) fn payload() -> impl Strategy<Value = Payload> {
         Just(Payload::Ping),
         Just(Payload::Pong),
         Just(Payload::Ok),
-        (name(), options()).prop_map(|(queue, options)| Payload::CreateQueue { queue, options }),
+        (name(), options()).prop_map(|(queue, options)| Payload::CreateQueue {
+            queue,
+            options: Box::new(options)
+        }),
         name().prop_map(|queue| Payload::DeleteQueue { queue }),
         name().prop_map(|queue| Payload::QueueStats { queue }),
         (name(), vec(out_message(), 0..5))
@@ -227,7 +230,7 @@ pub(super) fn payload() -> impl Strategy<Value = Payload> {
                     message,
                 })
             }),
-        info().prop_map(Payload::QueueInfo),
+        info().prop_map(|i| Payload::QueueInfo(Box::new(i))),
         vec(
             (small_string(1, MAX_MESSAGE_ID_BYTES), any::<bool>())
                 .prop_map(|(id, duplicate)| PublishResult { id, duplicate }),

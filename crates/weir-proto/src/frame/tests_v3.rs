@@ -319,7 +319,7 @@ fn payload_v3() -> impl Strategy<Value = Payload> {
                 topic,
                 subscription,
                 start,
-                options,
+                options: Box::new(options),
             }
         }),
         (name(), name()).prop_map(|(topic, subscription)| Payload::DeleteSubscription {
@@ -420,11 +420,11 @@ fn payload_v3() -> impl Strategy<Value = Payload> {
                 offsets,
             }),
         (name(), name()).prop_map(|(stream, group)| Payload::GroupStatus { stream, group }),
-        task_submit().prop_map(Payload::SubmitTask),
+        task_submit().prop_map(|t| Payload::SubmitTask(Box::new(t))),
         (task_id(), 0..=MAX_WAIT_MS).prop_map(|(id, wait_ms)| Payload::GetTask { id, wait_ms }),
         task_id().prop_map(|id| Payload::CancelTask { id }),
-        topic_info().prop_map(Payload::TopicInfo),
-        stream_info().prop_map(Payload::StreamInfo),
+        topic_info().prop_map(|t| Payload::TopicInfo(Box::new(t))),
+        stream_info().prop_map(|s| Payload::StreamInfo(Box::new(s))),
         positions(5).prop_map(Payload::Appended),
         (vec(stream_record(), 0..4), any::<u64>()).prop_map(|(records, next_offset)| {
             Payload::Records {
@@ -436,7 +436,7 @@ fn payload_v3() -> impl Strategy<Value = Payload> {
         group_info().prop_map(Payload::GroupInfo),
         (task_id(), task_state(), any::<bool>())
             .prop_map(|(id, state, created)| Payload::TaskSubmitted { id, state, created }),
-        task_info().prop_map(Payload::TaskInfo),
+        task_info().prop_map(|t| Payload::TaskInfo(Box::new(t))),
     ]
 }
 

@@ -30,7 +30,7 @@ fn topic_limits_are_enforced_on_decode() {
         topic: "t".into(),
         subscription: "../x".into(),
         start: SubscriptionStart::Now,
-        options: QueueOptions::default(),
+        options: Box::default(),
     });
     assert!(
         matches!(
@@ -50,7 +50,7 @@ fn topic_limits_are_enforced_on_decode() {
             topic: "t".into(),
             subscription: "s".into(),
             start: SubscriptionStart::Oldest,
-            options: QueueOptions::default(),
+            options: Box::default(),
         },
     ));
     bad_start[20] = 2;
@@ -209,7 +209,7 @@ fn task_limits_are_enforced_on_decode() {
             ..TaskSubmit::default()
         };
         f(&mut s);
-        decode_err(Payload::SubmitTask(s))
+        decode_err(Payload::SubmitTask(Box::new(s)))
     };
     let err = submit(|s| s.args = Bytes::new());
     assert!(matches!(

@@ -290,7 +290,7 @@ mod tests {
 
     #[test]
     fn version_3_requests_follow_the_http_route_map() {
-        use weir_proto::frame::{ReadFrom, Target, TaskSubmit};
+        use weir_proto::frame::{ReadFrom, Target};
         let topic_sub = Target::subscription("orders", "mail");
         let cases = [
             (
@@ -353,7 +353,7 @@ mod tests {
                 Need::On(Action::Admin, Some("clicks")),
             ),
             (
-                Payload::SubmitTask(TaskSubmit::default()),
+                Payload::SubmitTask(Box::default()),
                 Need::On(Action::Publish, None),
             ),
             (
@@ -387,9 +387,7 @@ mod tests {
             wait_ms: 0,
         };
         assert_eq!(s.check(&receive).unwrap_err().0, ErrorCode::Forbidden);
-        let (code, message) = s
-            .check(&Payload::SubmitTask(TaskSubmit::default()))
-            .unwrap_err();
+        let (code, message) = s.check(&Payload::SubmitTask(Box::default())).unwrap_err();
         assert_eq!(code, ErrorCode::Forbidden);
         assert!(message.contains("on *"), "{message}");
     }

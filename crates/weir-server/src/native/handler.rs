@@ -516,9 +516,9 @@ async fn answer(shared: &Shared, request: Payload) -> Result<Payload, Failure> {
                     Err(BrokerError::NotFound { .. }) => QueueConfig::default(),
                     Err(e) => return Err(e),
                 };
-                let config = convert::apply_options(base, options);
+                let config = convert::apply_options(base, *options);
                 let (stats, created) = broker.create_queue(&queue, config)?;
-                Ok(Payload::QueueInfo(convert::info(stats, created)))
+                Ok(Payload::QueueInfo(Box::new(convert::info(stats, created))))
             })
             .await
         }
@@ -528,7 +528,7 @@ async fn answer(shared: &Shared, request: Payload) -> Result<Payload, Failure> {
         }
         Payload::QueueStats { queue } => {
             let stats = broker.queue_stats(&queue)?;
-            Ok(Payload::QueueInfo(convert::info(stats, false)))
+            Ok(Payload::QueueInfo(Box::new(convert::info(stats, false))))
         }
         Payload::Receive {
             target,

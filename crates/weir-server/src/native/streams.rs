@@ -75,7 +75,7 @@ pub(super) async fn answer(shared: &Shared, request: Payload) -> Result<Payload,
                     config.retention_bytes = options.retention_bytes;
                 }
                 let (stats, created) = broker.create_stream(&stream, config)?;
-                Ok(Payload::StreamInfo(stream_info(stats, created)))
+                Ok(Payload::StreamInfo(Box::new(stream_info(stats, created))))
             })
             .await
         }
@@ -84,7 +84,7 @@ pub(super) async fn answer(shared: &Shared, request: Payload) -> Result<Payload,
         }
         Payload::StreamStats { stream } => broker
             .stream_stats(&stream)
-            .map(|s| Payload::StreamInfo(stream_info(s, false)))
+            .map(|s| Payload::StreamInfo(Box::new(stream_info(s, false))))
             .map_err(Failure::from),
         Payload::Read {
             stream,

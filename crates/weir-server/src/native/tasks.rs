@@ -25,7 +25,7 @@ const _: () = assert!(weir_tasks::MAX_ERROR_BYTES <= MAX_TASK_TEXT_BYTES);
 pub(super) async fn answer(shared: &Shared, request: Payload) -> Result<Payload, Failure> {
     let tasks = &shared.tasks;
     match request {
-        Payload::SubmitTask(s) => submit(shared, s).await,
+        Payload::SubmitTask(s) => submit(shared, *s).await,
         Payload::GetTask { id, wait_ms } => {
             let got = if wait_ms == 0 {
                 tasks.get(&id)
@@ -121,7 +121,7 @@ fn task_info(t: &Task) -> Result<Payload, Failure> {
             error: a.error.as_deref().map(text),
         })
         .collect();
-    Ok(Payload::TaskInfo(TaskInfo {
+    Ok(Payload::TaskInfo(Box::new(TaskInfo {
         id: t.id.clone(),
         queue: t.spec.queue.clone(),
         name: t.spec.name.clone(),
@@ -136,5 +136,5 @@ fn task_info(t: &Task) -> Result<Payload, Failure> {
         workflow: t.workflow.as_deref().filter(|w| !w.is_empty()).map(text),
         unique_key: t.spec.unique_key.clone(),
         history,
-    }))
+    })))
 }

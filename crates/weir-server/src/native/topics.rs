@@ -25,7 +25,7 @@ pub(super) async fn answer(shared: &Shared, request: Payload) -> Result<Payload,
                     config.dedup_window_ms = w;
                 }
                 let (stats, created) = broker.create_topic(&topic, config)?;
-                Ok(Payload::TopicInfo(topic_info(stats, created)))
+                Ok(Payload::TopicInfo(Box::new(topic_info(stats, created))))
             })
             .await
         }
@@ -34,7 +34,7 @@ pub(super) async fn answer(shared: &Shared, request: Payload) -> Result<Payload,
         }
         Payload::TopicStats { topic } => broker
             .topic_stats(&topic)
-            .map(|t| Payload::TopicInfo(topic_info(t, false)))
+            .map(|t| Payload::TopicInfo(Box::new(topic_info(t, false))))
             .map_err(Failure::from),
         Payload::CreateSubscription {
             topic,
@@ -48,16 +48,16 @@ pub(super) async fn answer(shared: &Shared, request: Payload) -> Result<Payload,
                     Err(BrokerError::NotFound { .. }) => QueueConfig::default(),
                     Err(e) => return Err(e),
                 };
-                let config = convert::apply_options(base, options);
+                let config = convert::apply_options(base, *options);
                 let start = match start {
                     frame::SubscriptionStart::Now => SubscriptionStart::Now,
                     frame::SubscriptionStart::Oldest => SubscriptionStart::Oldest,
                 };
                 let (stats, created) =
                     broker.create_subscription(&topic, &subscription, config, start)?;
-                Ok(Payload::QueueInfo(convert::subscription_info(
+                Ok(Payload::QueueInfo(Box::new(convert::subscription_info(
                     &topic, stats, created,
-                )))
+                ))))
             })
             .await
         }
