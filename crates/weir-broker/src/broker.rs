@@ -301,7 +301,9 @@ impl Broker {
             return Err(BrokerError::queue_not_found(name));
         }
         let q = self.queues.write().remove(name);
-        drop(q);
+        if let Some(q) = q {
+            q.mark_deleted(); // a tick holding its own handle leaves the files alone
+        }
         self.store.remove(&queue_base(name)?)?;
         wait(meta.delete(name)?)?;
         self.quarantined.write().remove(name);

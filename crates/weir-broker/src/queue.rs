@@ -158,6 +158,10 @@ pub(crate) struct Queue {
     watch: Arc<watch::Sender<u64>>,
     events: EventSink,
     inner: Mutex<Inner>,
+    /// Set by the broker before it removes the queue's files: a tick that raced the delete (it
+    /// holds its own handle) then skips the work whose files are going, and does not warn
+    /// about failures the delete explains.
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 fn bump(watch: &watch::Sender<u64>) {
@@ -188,6 +192,7 @@ impl Queue {
             journal,
             watch: Arc::new(watch::channel(0).0),
             events,
+            deleted: std::sync::atomic::AtomicBool::new(false),
             inner: Mutex::new(Inner {
                 core,
                 last_journal: None,
@@ -807,8 +812,21 @@ impl Queue {
         done
     }
 
+    /// Marks the queue deleted (its files are about to be removed); see [`Queue::tick`].
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted.store(true, Ordering::Release);
+    }
+
+    fn is_deleted(&self) -> bool {
+        self.deleted.load(Ordering::Acquire)
+    }
+
     /// Periodic work: leases, delays, warnings, dead-letter completion, snapshots, reclamation.
+    /// Nothing for a deleted queue.
     pub(crate) fn tick(&self, now_ms: u64, options: &BrokerOptions) -> TickReport {
+        if self.is_deleted() {
+            return TickReport::default();
+        }
         let (mut report, mark) = self.tick_state(now_ms, options, None);
         if let Some(mark) = mark {
             match self
@@ -817,6 +835,9 @@ impl Queue {
                 .and_then(|()| self.log.reclaim(now_ms))
             {
                 Ok(r) => report.reclaimed_bytes = r.bytes,
+                Err(e) if self.is_deleted() => {
+                    tracing::debug!(queue = %self.name, error = %e, "reclaiming raced the queue's deletion");
+                }
                 Err(e) => tracing::warn!(queue = %self.name, error = %e, "reclaiming failed"),
             }
         }
@@ -868,6 +889,9 @@ impl Queue {
         {
             match self.snapshot(&mut inner, now_ms) {
                 Ok(()) => report.snapshots += 1,
+                Err(e) if self.is_deleted() => {
+                    tracing::debug!(queue = %self.name, error = %e, "snapshot raced the queue's deletion");
+                }
                 Err(e) => tracing::warn!(queue = %self.name, error = %e, "snapshot failed"),
             }
         }
@@ -986,5 +1010,48 @@ mod tail_cache_tests {
         assert!(caches[23].take(newest).is_some());
         assert!(caches[23].bytes < before);
         drop(caches);
+    }
+}
+
+#[cfg(test)]
+mod deleted_tests {
+    use super::*;
+    use crate::rng::Rng;
+    use crate::{NewMessage, QueueConfig};
+    use weir_store::memory::MemoryStore;
+    use weir_store::{FsyncPolicy, LogConfig, Store, StoreName};
+
+    fn queue(store: &MemoryStore) -> Queue {
+        let name = |s: &str| StoreName::parse(s).expect("name");
+        let log = store
+            .open_log(&name("queues/q/messages"), &LogConfig::default())
+            .expect("log");
+        let journal = store
+            .open_journal(&name("queues/q/state"), FsyncPolicy::Always)
+            .expect("journal");
+        let core = QueueCore::new(QueueConfig::default(), false, Rng::new(7));
+        Queue::new("q".into(), core, log, journal, EventSink::default())
+    }
+
+    #[test]
+    fn a_tick_holding_a_deleted_queue_does_no_work() {
+        let store = MemoryStore::new();
+        let q = queue(&store);
+        let message = NewMessage {
+            body: Bytes::from_static(b"x"),
+            ..NewMessage::default()
+        };
+        let published = q.publish(1, vec![message]).expect("publish");
+        futures::executor::block_on(published.durable).expect("durable");
+        // A snapshot is due at every tick with this setting.
+        let options = BrokerOptions {
+            snapshot_every_bytes: 0,
+            ..BrokerOptions::default()
+        };
+        assert_eq!(q.tick(2, &options).snapshots, 1, "a live queue snapshots");
+        q.mark_deleted();
+        let report = q.tick(3, &options);
+        assert_eq!(report.snapshots, 0, "a deleted queue writes no snapshot");
+        assert_eq!(report.reclaimed_bytes, 0);
     }
 }

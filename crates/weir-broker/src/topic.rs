@@ -123,6 +123,8 @@ pub(crate) struct Topic {
     /// The publish lock; see the module docs for the order.
     pub(crate) state: Mutex<TopicState>,
     pub(crate) subs: RwLock<BTreeMap<String, Arc<Queue>>>,
+    /// Set before the topic's files are removed (see [`Topic::mark_deleted`]).
+    deleted: std::sync::atomic::AtomicBool,
 }
 
 /// Wraps the shared log's durability so that success wakes every subscription's pollers.
@@ -174,6 +176,7 @@ impl Topic {
         Ok(Topic {
             name,
             log,
+            deleted: std::sync::atomic::AtomicBool::new(false),
             state: Mutex::new(TopicState {
                 config,
                 dedup,
@@ -346,9 +349,22 @@ impl Topic {
             .and_then(|()| self.log.reclaim(now_ms))
         {
             Ok(r) => report.reclaimed_bytes += r.bytes,
+            Err(e) if self.deleted.load(std::sync::atomic::Ordering::Acquire) => {
+                tracing::debug!(topic = %self.name, error = %e, "reclaiming raced the topic's deletion");
+            }
             Err(e) => tracing::warn!(topic = %self.name, error = %e, "reclaiming failed"),
         }
         subs
+    }
+
+    /// Marks the topic and its subscriptions deleted before their files are removed, so that a
+    /// tick racing the delete neither touches them nor warns about what the delete explains.
+    pub(crate) fn mark_deleted(&self) {
+        self.deleted
+            .store(true, std::sync::atomic::Ordering::Release);
+        for s in self.subs.read().values() {
+            s.mark_deleted();
+        }
     }
 
     /// The topic's stats; every subscription's stats carry the subscription's own name.

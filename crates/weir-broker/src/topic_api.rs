@@ -178,7 +178,9 @@ impl Broker {
         }
         wait(meta.change(vec![MetaChange::DeleteTopic(name.to_string())])?)?;
         let t = self.topics.write().remove(name);
-        drop(t);
+        if let Some(t) = t {
+            t.mark_deleted(); // a tick holding its own handle leaves the files alone
+        }
         self.store.remove(&topic_base(name)?)?;
         Ok(())
     }
@@ -280,7 +282,9 @@ impl Broker {
             sub.to_string(),
         )])?)?;
         let q = t.subs.write().remove(sub);
-        drop(q);
+        if let Some(q) = q {
+            q.mark_deleted(); // a tick holding its own handle leaves the files alone
+        }
         self.store.remove(&sub_base(topic, sub)?)?;
         Ok(())
     }
