@@ -9,6 +9,7 @@ mod nats;
 mod postgres;
 mod rabbit;
 mod redis_streams;
+mod settle;
 
 use anyhow::{bail, Context as _};
 use clap::{Parser, Subcommand};
@@ -244,7 +245,8 @@ async fn run_cells(
         .collect::<anyhow::Result<_>>()?;
     let mut out = Vec::new();
     // Runs are interleaved (run 1 of everything, then run 2 …) so slow drift on the shared
-    // machine spreads over every target instead of favouring one.
+    // machine spreads over every target instead of favouring one. Before each run the machine
+    // gets up to SETTLE_MAX to become quiet (settle.rs).
     for run in 1..=runs.max(1) {
         for w in &workloads {
             let mut w = w.scaled(c.scale);
@@ -256,17 +258,24 @@ async fn run_cells(
                     progress: c.progress,
                     ..RunOptions::default()
                 };
+                // Every target starts on a quiet machine: the previous one's background work
+                // (vacuum, GC, compaction) must not land on it.
+                let settled = settle::until_quiet(SETTLE_MAX).await;
                 let t0 = Instant::now();
                 let r = driver::run(t.clone(), &w, &opts).await;
                 eprintln!(
-                    "run {run} {} {key}: {} {:.0} msg/s e2e p99 {} ({:.1} s)",
+                    "run {run} {} {key}: {} {:.0} msg/s e2e p99 {} ({:.1} s; settled {:.1} s, idle {})",
                     w.id,
                     r.status.short(),
                     r.throughput_msg_s,
                     r.e2e_latency
                         .map(|p| weir_bench::hist::fmt_us(p.p99_us))
                         .unwrap_or_else(|| "–".into()),
-                    t0.elapsed().as_secs_f64()
+                    t0.elapsed().as_secs_f64(),
+                    settled.waited.as_secs_f64(),
+                    settled
+                        .idle
+                        .map_or_else(|| "?".into(), |i| format!("{:.0} %", i * 100.0)),
                 );
                 on_result(&r);
                 out.push(r);
@@ -393,6 +402,8 @@ async fn real_main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Longest wait for a quiet machine before each run of the comparison.
+const SETTLE_MAX: Duration = Duration::from_secs(10);
 /// File (in the raw results directory) holding the disk probe of a comparison.
 const DISK_JSON: &str = "disk.json";
 
