@@ -180,7 +180,7 @@ pub(crate) fn markdown(r: &Report<'_>) -> String {
         r.runs
     );
     let _ = writeln!(o, "This file was produced by `{}` in {:.0} s. Raw per-run JSON: `bench-out/results.jsonl` (not committed).", r.command, r.wall_s);
-    let _ = writeln!(o, "Every number is the **median of {} runs**, with the spread (min–max) in parentheses. \"Ratio\" is Weir ÷ peer for throughput and peer ÷ Weir for the latency workload, so > 1× means Weir is better.\n", r.runs);
+    let _ = writeln!(o, "Every number is the **median of {} runs**, with the spread (min–max) in parentheses. Runs are interleaved (run 1 of every workload and target, then run 2, …), and each starts once the machine was ≥ 85 % idle for 250 ms (at most 10 s of waiting), so one target's background work does not land on the next. \"Ratio\" is Weir ÷ peer for throughput and peer ÷ Weir for the latency workload, so > 1× means Weir is better.\n", r.runs);
     let _ = writeln!(o, "![throughput and p99 per workload](benchmarks.svg)\n");
 
     let _ = writeln!(o, "## Targets check\n");
