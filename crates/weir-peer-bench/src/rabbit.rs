@@ -83,9 +83,23 @@ impl Target for Rabbit {
     }
 
     fn notes(&self) -> String {
-        "durable queue, persistent messages (delivery_mode 2), publisher confirms, manual acks, \
-         basic.qos prefetch; client amqprs"
-            .into()
+        match self.queue_type {
+            // Measured here (W3, 2026-12-05): e2e p50 ≈ 250 µs against a confirm p50 ≈ 550 µs,
+            // and `strace -c` on beam.smp counted ~10k fsyncs for 20k messages: a classic queue
+            // hands a message to a waiting consumer before its fsync (the confirm waits for it).
+            QueueType::Classic => {
+                "durable queue, persistent messages (delivery_mode 2), publisher confirms, manual \
+                 acks, basic.qos prefetch; client amqprs. Delivers to a waiting consumer before \
+                 the message is fsync'd (only the confirm waits): its W3 publish→deliver latency \
+                 does not include an fsync"
+                    .into()
+            }
+            QueueType::Quorum => {
+                "durable quorum queue (one node), persistent messages, publisher confirms, manual \
+                 acks, basic.qos prefetch; client amqprs"
+                    .into()
+            }
+        }
     }
 
     fn server_pids(&self) -> Vec<u32> {
