@@ -123,11 +123,13 @@ pub enum CliError {
     },
 }
 
-/// Where the server is and how to authenticate.
+/// Where the server is and how to authenticate: the HTTP client of every `weir` command that
+/// talks to a running server (the `weir` crate adds its retries on `busy` on top of [`Api::send`]).
 #[derive(Debug, Clone)]
 pub struct Api {
     http: reqwest::Client,
     base: String,
+    addr: String,
     token: Option<String>,
 }
 
@@ -142,7 +144,35 @@ impl Api {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()?;
-        Ok(Api { http, base, token })
+        Ok(Api {
+            http,
+            base,
+            addr: http_addr.to_string(),
+            token,
+        })
+    }
+
+    /// The server address as given to [`Api::new`], for messages.
+    pub fn addr(&self) -> &str {
+        &self.addr
+    }
+
+    /// Sends one request to `path` (e.g. `/v1/tasks`) with `body` as JSON and the bearer token,
+    /// and returns the response whatever its status; no retries.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        if let Some(t) = &self.token {
+            req = req.bearer_auth(t);
+        }
+        req.send().await
     }
 
     async fn call(
@@ -151,14 +181,7 @@ impl Api {
         path: &str,
         body: Option<Value>,
     ) -> Result<Value, CliError> {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some(b) = body {
-            req = req.json(&b);
-        }
-        if let Some(t) = &self.token {
-            req = req.bearer_auth(t);
-        }
-        let resp = req.send().await?;
+        let resp = self.send(method, path, body.as_ref()).await?;
         let status = resp.status();
         let text = resp.text().await?;
         if !status.is_success() {

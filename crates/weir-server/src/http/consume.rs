@@ -72,22 +72,26 @@ pub(crate) fn check_range(field: &str, value: u64, min: u64, max: u64) -> Result
     }
 }
 
-/// Validates and converts a publish request: 400 when empty, 413 beyond the batch limit.
-pub(crate) fn messages(body: PublishBody) -> Result<Vec<weir_broker::NewMessage>, ApiError> {
-    if body.messages.is_empty() {
-        return Err(ApiError::bad_request(
-            "messages must hold at least one message",
-        ));
+/// Checks the size of a batch of `len` `plural` (e.g. "messages", "records"): 400 when empty,
+/// 413 beyond [`MAX_BATCH_MESSAGES`].
+pub(crate) fn check_batch_len(len: usize, plural: &str, singular: &str) -> Result<(), ApiError> {
+    if len == 0 {
+        return Err(ApiError::bad_request(format!(
+            "{plural} must hold at least one {singular}"
+        )));
     }
-    if body.messages.len() > MAX_BATCH_MESSAGES {
+    if len > MAX_BATCH_MESSAGES {
         return Err(ApiError::new(
             ErrorCode::TooLarge,
-            format!(
-                "batch of {} messages exceeds the limit of {MAX_BATCH_MESSAGES}",
-                body.messages.len()
-            ),
+            format!("batch of {len} {plural} exceeds the limit of {MAX_BATCH_MESSAGES}"),
         ));
     }
+    Ok(())
+}
+
+/// Validates and converts a publish request: 400 when empty, 413 beyond the batch limit.
+pub(crate) fn messages(body: PublishBody) -> Result<Vec<weir_broker::NewMessage>, ApiError> {
+    check_batch_len(body.messages.len(), "messages", "message")?;
     body.messages
         .into_iter()
         .enumerate()

@@ -15,9 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::{json, Value};
 use weir_broker::{ReadFrom, StreamConfig, MAX_READ_RECORDS};
-use weir_proto::limits::{MAX_BATCH_MESSAGES, MAX_WAIT_MS};
+use weir_proto::limits::MAX_WAIT_MS;
 use weir_proto::ErrorCode;
 
+use super::consume::{check_batch_len, check_range};
 use super::error::ApiError;
 use super::extract::{JsonBody, Name, Names};
 use super::stream_wire::{
@@ -108,20 +109,7 @@ pub async fn append(
     Name(name): Name,
     JsonBody(body): JsonBody<AppendBody>,
 ) -> Result<Json<Value>, ApiError> {
-    if body.records.is_empty() {
-        return Err(ApiError::bad_request(
-            "records must hold at least one record",
-        ));
-    }
-    if body.records.len() > MAX_BATCH_MESSAGES {
-        return Err(ApiError::new(
-            ErrorCode::TooLarge,
-            format!(
-                "batch of {} records exceeds the limit of {MAX_BATCH_MESSAGES}",
-                body.records.len()
-            ),
-        ));
-    }
+    check_batch_len(body.records.len(), "records", "record")?;
     let records = body
         .records
         .into_iter()
@@ -156,18 +144,13 @@ pub async fn read(
             ))
         }
     };
-    let max = q.max.unwrap_or(DEFAULT_READ_MAX);
-    if !(1..=MAX_READ_RECORDS as u64).contains(&max) {
-        return Err(ApiError::bad_request(format!(
-            "max is {max}; it must be between 1 and {MAX_READ_RECORDS}"
-        )));
-    }
-    let wait_ms = q.wait_ms.unwrap_or(0);
-    if wait_ms > MAX_WAIT_MS {
-        return Err(ApiError::bad_request(format!(
-            "wait_ms is {wait_ms}; it must be between 0 and {MAX_WAIT_MS}"
-        )));
-    }
+    let max = check_range(
+        "max",
+        q.max.unwrap_or(DEFAULT_READ_MAX),
+        1,
+        MAX_READ_RECORDS as u64,
+    )?;
+    let wait_ms = check_range("wait_ms", q.wait_ms.unwrap_or(0), 0, MAX_WAIT_MS)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms);
     let mut batch = state
         .broker

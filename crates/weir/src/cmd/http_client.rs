@@ -1,4 +1,5 @@
-//! A small HTTP/JSON client for the CLI, with errors a person can act on and retries on `busy`.
+//! The CLI's HTTP/JSON calls: [`weir_tasks::cli::Api`] (address, token, request) with errors a
+//! person can act on and retries on `busy`.
 
 use std::time::Duration;
 
@@ -13,24 +14,19 @@ const MAX_BUSY_ATTEMPTS: u32 = 10;
 /// The API of one server.
 #[derive(Debug)]
 pub(crate) struct Api {
-    base: String,
-    addr: String,
-    token: Option<String>,
-    client: reqwest::Client,
+    inner: weir_tasks::cli::Api,
 }
 
 impl Api {
+    /// `addr` is `host:port` or a URL; `token` a bearer token when auth is on.
     pub(crate) fn new(addr: &str, token: Option<String>) -> anyhow::Result<Api> {
-        let client = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .context("building the HTTP client")?;
-        Ok(Api {
-            base: format!("http://{addr}"),
-            addr: addr.to_string(),
-            token,
-            client,
-        })
+        let inner = weir_tasks::cli::Api::new(addr, token).context("building the HTTP client")?;
+        Ok(Api { inner })
+    }
+
+    /// The same server for `weir task` and `weir schedule` (no retries on `busy`).
+    pub(crate) fn tasks(&self) -> &weir_tasks::cli::Api {
+        &self.inner
     }
 
     /// Sends a request; retries `busy` with exponential backoff and full jitter, never sooner than
@@ -41,28 +37,21 @@ impl Api {
         path: &str,
         body: Option<&Value>,
     ) -> anyhow::Result<Value> {
+        let addr = self.inner.addr();
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut req = self
-                .client
-                .request(method.clone(), format!("{}{path}", self.base));
-            if let Some(b) = body {
-                req = req.json(b);
-            }
-            if let Some(t) = &self.token {
-                req = req.bearer_auth(t);
-            }
-            let resp = req.send().await.map_err(|e| {
-                if e.is_connect() {
-                    anyhow!(
-                        "connection refused at {} — is `weir serve` running? ({e})",
-                        self.addr
-                    )
-                } else {
-                    anyhow!("request to {} failed: {e}", self.addr)
-                }
-            })?;
+            let resp = self
+                .inner
+                .send(method.clone(), path, body)
+                .await
+                .map_err(|e| {
+                    if e.is_connect() {
+                        anyhow!("connection refused at {addr} — is `weir serve` running? ({e})")
+                    } else {
+                        anyhow!("request to {addr} failed: {e}")
+                    }
+                })?;
             let status = resp.status();
             let retry_after_s = resp
                 .headers()

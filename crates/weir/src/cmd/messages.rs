@@ -52,6 +52,13 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 pub(crate) struct ConsumeArgs {
     /// Queue name.
     queue: String,
+    #[command(flatten)]
+    flags: ConsumeFlags,
+}
+
+/// The flags `weir consume` and `weir topic consume` share.
+#[derive(Debug, clap::Args)]
+pub(crate) struct ConsumeFlags {
     /// Stop after this many messages.
     #[arg(long)]
     count: Option<u64>,
@@ -156,18 +163,29 @@ pub(crate) async fn publish_in_batches(
 }
 
 pub(crate) async fn consume(args: ConsumeArgs, api: &Api) -> anyhow::Result<()> {
-    if !(1..=1000).contains(&args.max) {
+    consume_loop(api, &format!("/v1/queues/{}", args.queue), &args.flags).await
+}
+
+/// Receives from `base` (a queue's or a subscription's path) with `{base}/receive`, prints each
+/// message as a JSON line and, unless `--no-ack`, acknowledges the batch with `{base}/ack`; stops
+/// after `--count` messages or `--timeout-ms` without one.
+pub(crate) async fn consume_loop(
+    api: &Api,
+    base: &str,
+    flags: &ConsumeFlags,
+) -> anyhow::Result<()> {
+    if !(1..=1000).contains(&flags.max) {
         bail!("--max must be between 1 and 1000");
     }
     let mut seen = 0u64;
     let mut last_message = Instant::now();
     loop {
-        if args.count.is_some_and(|c| seen >= c) {
+        if flags.count.is_some_and(|c| seen >= c) {
             return Ok(());
         }
-        let max = args.count.map_or(args.max, |c| (c - seen).min(args.max));
+        let max = flags.count.map_or(flags.max, |c| (c - seen).min(flags.max));
         let mut wait_ms = 5_000;
-        if let Some(t) = args.timeout_ms {
+        if let Some(t) = flags.timeout_ms {
             let left = t.saturating_sub(last_message.elapsed().as_millis() as u64);
             if left == 0 {
                 eprintln!("no message for {t} ms; {seen} consumed");
@@ -178,7 +196,7 @@ pub(crate) async fn consume(args: ConsumeArgs, api: &Api) -> anyhow::Result<()> 
         let out = api
             .call(
                 Method::POST,
-                &format!("/v1/queues/{}/receive", args.queue),
+                &format!("{base}/receive"),
                 Some(&json!({ "max": max, "wait_ms": wait_ms })),
             )
             .await?;
@@ -193,10 +211,10 @@ pub(crate) async fn consume(args: ConsumeArgs, api: &Api) -> anyhow::Result<()> 
             receipts.push(m["receipt"].clone());
         }
         seen += messages.len() as u64;
-        if !args.no_ack {
+        if !flags.no_ack {
             api.call(
                 Method::POST,
-                &format!("/v1/queues/{}/ack", args.queue),
+                &format!("{base}/ack"),
                 Some(&json!({ "receipts": receipts })),
             )
             .await?;

@@ -102,12 +102,12 @@ pub(crate) async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Queue { command, target } => queue::run(command, &target.api()?).await,
         Command::Publish { args, target } => messages::publish(args, &target.api()?).await,
         Command::Task { command, target } => {
-            let api = weir_tasks::cli::Api::new(&target.http_addr, target.token)?;
-            Ok(weir_tasks::cli::run_task(command, &api).await?)
+            let api = target.api()?;
+            Ok(weir_tasks::cli::run_task(command, api.tasks()).await?)
         }
         Command::Schedule { command, target } => {
-            let api = weir_tasks::cli::Api::new(&target.http_addr, target.token)?;
-            Ok(weir_tasks::cli::run_schedule(command, &api).await?)
+            let api = target.api()?;
+            Ok(weir_tasks::cli::run_schedule(command, api.tasks()).await?)
         }
         Command::Bench(args) => weir_bench::cli::run(args).await,
         Command::Outbox { command } => weir_outbox::cli::run(command).await,

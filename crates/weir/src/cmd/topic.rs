@@ -12,7 +12,7 @@ use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::http_client::Api;
-use super::messages::{publish_in_batches, MessageFields};
+use super::messages::{consume_loop, publish_in_batches, ConsumeFlags, MessageFields};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum TopicCommand {
@@ -166,18 +166,8 @@ pub(crate) struct ConsumeArgs {
     topic: String,
     /// Subscription name.
     subscription: String,
-    /// Stop after this many messages.
-    #[arg(long)]
-    count: Option<u64>,
-    /// Stop after this long without a message (milliseconds); default: wait forever.
-    #[arg(long)]
-    timeout_ms: Option<u64>,
-    /// Leave messages unacknowledged (they are redelivered after their lease).
-    #[arg(long)]
-    no_ack: bool,
-    /// Messages per receive (1–1000).
-    #[arg(long, default_value_t = 100)]
-    max: u64,
+    #[command(flatten)]
+    flags: ConsumeFlags,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -304,54 +294,9 @@ async fn publish(args: PublishArgs, api: &Api) -> anyhow::Result<()> {
 }
 
 async fn consume(args: ConsumeArgs, api: &Api) -> anyhow::Result<()> {
-    if !(1..=1000).contains(&args.max) {
-        bail!("--max must be between 1 and 1000");
-    }
     let base = format!(
         "/v1/topics/{}/subscriptions/{}",
         args.topic, args.subscription
     );
-    let mut seen = 0u64;
-    let mut last_message = Instant::now();
-    loop {
-        if args.count.is_some_and(|c| seen >= c) {
-            return Ok(());
-        }
-        let max = args.count.map_or(args.max, |c| (c - seen).min(args.max));
-        let mut wait_ms = 5_000;
-        if let Some(t) = args.timeout_ms {
-            let left = t.saturating_sub(last_message.elapsed().as_millis() as u64);
-            if left == 0 {
-                eprintln!("no message for {t} ms; {seen} consumed");
-                return Ok(());
-            }
-            wait_ms = wait_ms.min(left);
-        }
-        let out = api
-            .call(
-                Method::POST,
-                &format!("{base}/receive"),
-                Some(&json!({ "max": max, "wait_ms": wait_ms })),
-            )
-            .await?;
-        let messages = out["messages"].as_array().cloned().unwrap_or_default();
-        if messages.is_empty() {
-            continue;
-        }
-        last_message = Instant::now();
-        let mut receipts = Vec::new();
-        for m in &messages {
-            println!("{}", serde_json::to_string(m)?);
-            receipts.push(m["receipt"].clone());
-        }
-        seen += messages.len() as u64;
-        if !args.no_ack {
-            api.call(
-                Method::POST,
-                &format!("{base}/ack"),
-                Some(&json!({ "receipts": receipts })),
-            )
-            .await?;
-        }
-    }
+    consume_loop(api, &base, &args.flags).await
 }
