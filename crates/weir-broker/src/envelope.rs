@@ -40,6 +40,32 @@ pub(crate) struct Message {
     pub(crate) body: Bytes,
 }
 
+/// Builds the record for a new message and the decoded form a queue keeps in its tail cache (the
+/// two share the key and body `Bytes`).
+pub(crate) fn encode_keeping(
+    envelope: Envelope,
+    enqueued_at_ms: u64,
+    key: Option<Bytes>,
+    headers: BTreeMap<String, String>,
+    body: Bytes,
+) -> (Record, Message) {
+    let record = encode(
+        &envelope,
+        enqueued_at_ms,
+        key.clone(),
+        &headers,
+        body.clone(),
+    );
+    let message = Message {
+        envelope,
+        enqueued_at_ms,
+        key,
+        headers,
+        body,
+    };
+    (record, message)
+}
+
 /// Builds the record for a message.
 pub(crate) fn encode(
     envelope: &Envelope,

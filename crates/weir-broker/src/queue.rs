@@ -424,20 +424,9 @@ impl Queue {
                 priority: m.priority,
                 ready_at_ms,
             };
-            records.push(envelope::encode(
-                &env,
-                now_ms,
-                m.key.clone(),
-                &m.headers,
-                m.body.clone(),
-            ));
-            cached.push(Message {
-                envelope: env,
-                enqueued_at_ms: now_ms,
-                key: m.key,
-                headers: m.headers,
-                body: m.body,
-            });
+            let (record, message) = envelope::encode_keeping(env, now_ms, m.key, m.headers, m.body);
+            records.push(record);
+            cached.push(message);
         }
         if !records.is_empty() {
             let appended = self.log.append(&records)?;

@@ -16,7 +16,7 @@ use weir_store::{Durable, Log, StoreError};
 use crate::codec::{put_varint, Reader};
 use crate::core::{key_hash, NewEntry};
 use crate::dedup::{hash_id, Dedup};
-use crate::envelope::{self, decode_envelope, Envelope, Message};
+use crate::envelope::{self, decode_envelope, Envelope};
 use crate::queue::Queue;
 use crate::rng::Rng;
 use crate::{
@@ -263,20 +263,9 @@ impl Topic {
                 priority: m.priority,
                 ready_at_ms,
             };
-            records.push(envelope::encode(
-                &env,
-                now_ms,
-                m.key.clone(),
-                &m.headers,
-                m.body.clone(),
-            ));
-            cached.push(Message {
-                envelope: env,
-                enqueued_at_ms: now_ms,
-                key: m.key,
-                headers: m.headers,
-                body: m.body,
-            });
+            let (record, message) = envelope::encode_keeping(env, now_ms, m.key, m.headers, m.body);
+            records.push(record);
+            cached.push(message);
         }
         let durable = if records.is_empty() {
             // Only duplicates: confirm once everything appended so far (the originals) is durable.

@@ -4,11 +4,13 @@
 mod common;
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::executor::block_on;
-use weir_store::{FsyncPolicy, Store, StoreName};
+use weir_log::FileStore;
+use weir_store::{FsyncPolicy, Journal, Store, StoreName};
 
 fn b(s: &str) -> Bytes {
     Bytes::copy_from_slice(s.as_bytes())
@@ -18,15 +20,21 @@ fn journal_name() -> StoreName {
     StoreName::parse("queues/q/state").expect("name")
 }
 
+/// Opens the store at `root` and its journal under policy `Always`.
+fn open(root: &Path) -> (FileStore, Arc<dyn Journal>) {
+    let store = common::open_store(root);
+    let j = store
+        .open_journal(&journal_name(), FsyncPolicy::Always)
+        .expect("open journal");
+    (store, j)
+}
+
 /// The entries a fresh open of a copy of `root`'s journal finds (the original stays open).
 fn entries_in_copy(root: &Path) -> Vec<Bytes> {
     let copy = tempfile::tempdir().expect("tempdir");
     let from = root.join("queues/q/state/.entries");
     common::copy_dir(&from, &copy.path().join("queues/q/state/.entries"));
-    let store = common::open_store(copy.path());
-    let j = store
-        .open_journal(&journal_name(), FsyncPolicy::Always)
-        .expect("open copy");
+    let (_store, j) = open(copy.path());
     j.recovered().entries
 }
 
@@ -34,10 +42,7 @@ fn entries_in_copy(root: &Path) -> Vec<Bytes> {
 fn deferred_entries_go_out_with_the_next_ordinary_append_in_order() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let store = common::open_store(dir.path());
-        let j = store
-            .open_journal(&journal_name(), FsyncPolicy::Always)
-            .expect("open");
+        let (_store, j) = open(dir.path());
         j.append_deferred(&[b("attempt-1")]).expect("deferred");
         j.append_deferred(&[b("attempt-2"), b("attempt-3")])
             .expect("deferred");
@@ -56,10 +61,7 @@ fn deferred_entries_go_out_with_the_next_ordinary_append_in_order() {
         j.append_deferred(&[b("attempt-4")]).expect("deferred");
     }
     // Closing the store writes what is still deferred.
-    let store = common::open_store(dir.path());
-    let j = store
-        .open_journal(&journal_name(), FsyncPolicy::Always)
-        .expect("reopen");
+    let (_store, j) = open(dir.path());
     assert_eq!(
         j.recovered().entries,
         vec![
@@ -101,18 +103,12 @@ fn a_deferred_entry_alone_is_written_by_the_timer() {
 fn a_snapshot_covers_deferred_entries() {
     let dir = tempfile::tempdir().expect("tempdir");
     {
-        let store = common::open_store(dir.path());
-        let j = store
-            .open_journal(&journal_name(), FsyncPolicy::Always)
-            .expect("open");
+        let (_store, j) = open(dir.path());
         j.append_deferred(&[b("attempt-1")]).expect("deferred");
         j.snapshot(b("S1")).expect("snapshot");
         j.append_deferred(&[b("attempt-2")]).expect("deferred");
     }
-    let store = common::open_store(dir.path());
-    let j = store
-        .open_journal(&journal_name(), FsyncPolicy::Always)
-        .expect("reopen");
+    let (_store, j) = open(dir.path());
     let got = j.recovered();
     assert_eq!(got.snapshot, Some(b("S1")));
     assert_eq!(got.entries, vec![b("attempt-2")]);
