@@ -21,6 +21,13 @@ pub(crate) struct PublishArgs {
     /// Read one message per line from this file.
     #[arg(long, conflicts_with = "bodies")]
     file: Option<PathBuf>,
+    #[command(flatten)]
+    flags: MessageFlags,
+}
+
+/// The message flags `weir publish` and `weir topic publish` share.
+#[derive(Debug, clap::Args)]
+pub(crate) struct MessageFlags {
     /// Ordering key for every message.
     #[arg(long)]
     key: Option<String>,
@@ -41,7 +48,38 @@ pub(crate) struct PublishArgs {
     batch: usize,
 }
 
-fn parse_header(s: &str) -> Result<(String, String), String> {
+impl MessageFlags {
+    /// Refuses a batch size outside 1–1000 (checked before any body is read).
+    pub(crate) fn check_batch(&self) -> anyhow::Result<()> {
+        if !(1..=1000).contains(&self.batch) {
+            bail!("--batch must be between 1 and 1000");
+        }
+        Ok(())
+    }
+
+    /// Publishes `bodies` to `path` with these flags; returns (stored, duplicates).
+    pub(crate) async fn publish(
+        self,
+        api: &Api,
+        path: &str,
+        bodies: &[String],
+    ) -> anyhow::Result<(u64, u64)> {
+        if self.id.is_some() && bodies.len() != 1 {
+            bail!("--id needs exactly one message");
+        }
+        let headers: BTreeMap<String, String> = self.headers.into_iter().collect();
+        let fields = MessageFields {
+            priority: self.priority,
+            delay_ms: self.delay_ms,
+            headers: &headers,
+            key: self.key.as_deref(),
+            id: self.id.as_deref(),
+        };
+        publish_in_batches(api, path, bodies, self.batch, &fields).await
+    }
+}
+
+pub(crate) fn parse_header(s: &str) -> Result<(String, String), String> {
     s.split_once('=')
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .ok_or_else(|| format!("header {s:?} is not name=value"))
@@ -74,9 +112,7 @@ pub(crate) struct ConsumeFlags {
 }
 
 pub(crate) async fn publish(args: PublishArgs, api: &Api) -> anyhow::Result<()> {
-    if !(1..=1000).contains(&args.batch) {
-        bail!("--batch must be between 1 and 1000");
-    }
+    args.flags.check_batch()?;
     let bodies: Vec<String> = if !args.bodies.is_empty() {
         args.bodies
     } else if let Some(path) = &args.file {
@@ -92,20 +128,9 @@ pub(crate) async fn publish(args: PublishArgs, api: &Api) -> anyhow::Result<()> 
             .collect::<Result<_, _>>()
             .context("reading standard input")?
     };
-    if args.id.is_some() && bodies.len() != 1 {
-        bail!("--id needs exactly one message");
-    }
-    let headers: BTreeMap<String, String> = args.headers.into_iter().collect();
     let started = Instant::now();
-    let fields = MessageFields {
-        priority: args.priority,
-        delay_ms: args.delay_ms,
-        headers: &headers,
-        key: args.key.as_deref(),
-        id: args.id.as_deref(),
-    };
     let path = format!("/v1/queues/{}/messages", args.queue);
-    let (stored, duplicates) = publish_in_batches(api, &path, &bodies, args.batch, &fields).await?;
+    let (stored, duplicates) = args.flags.publish(api, &path, &bodies).await?;
     eprintln!(
         "confirmed {stored} messages ({duplicates} duplicates) in {:.1?}",
         started.elapsed()

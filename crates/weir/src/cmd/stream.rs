@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
 use super::http_client::Api;
+use super::messages::parse_header;
 use super::topic::bodies_or_stdin;
 
 /// How long one following read long-polls (the server allows up to 20 s).
@@ -104,12 +105,6 @@ pub(crate) struct ConsumeArgs {
     /// Records per read (1–1000).
     #[arg(long, default_value_t = 100)]
     max: u64,
-}
-
-fn parse_header(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("header {s:?} is not name=value"))
 }
 
 pub(crate) async fn run(command: StreamCommand, api: Api) -> anyhow::Result<()> {

@@ -3,16 +3,15 @@
 //! A topic stores each message once; every subscription is a full queue over it
 //! (`docs/topics-and-streams.md`). Publish and consume behave like `weir publish` / `weir consume`.
 
-use std::collections::BTreeMap;
 use std::io::BufRead;
 use std::time::Instant;
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use reqwest::Method;
 use serde_json::{json, Map, Value};
 
 use super::http_client::Api;
-use super::messages::{consume_loop, publish_in_batches, ConsumeFlags, MessageFields};
+use super::messages::{consume_loop, ConsumeFlags, MessageFlags};
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum TopicCommand {
@@ -139,24 +138,8 @@ pub(crate) struct PublishArgs {
     topic: String,
     /// Message bodies; with none, one message per line of standard input.
     bodies: Vec<String>,
-    /// Ordering key for every message.
-    #[arg(long)]
-    key: Option<String>,
-    /// Priority 0–9 for every message.
-    #[arg(long, default_value_t = 0)]
-    priority: u8,
-    /// Delay delivery by this many milliseconds.
-    #[arg(long, default_value_t = 0)]
-    delay_ms: u64,
-    /// A header `name=value`; repeatable.
-    #[arg(long = "header", value_parser = parse_header)]
-    headers: Vec<(String, String)>,
-    /// Message id (dedup key); only with a single message.
-    #[arg(long)]
-    id: Option<String>,
-    /// Messages per request (1–1000).
-    #[arg(long, default_value_t = 100)]
-    batch: usize,
+    #[command(flatten)]
+    flags: MessageFlags,
 }
 
 /// Flags of `weir topic consume`.
@@ -168,12 +151,6 @@ pub(crate) struct ConsumeArgs {
     subscription: String,
     #[command(flatten)]
     flags: ConsumeFlags,
-}
-
-fn parse_header(s: &str) -> Result<(String, String), String> {
-    s.split_once('=')
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .ok_or_else(|| format!("header {s:?} is not name=value"))
 }
 
 /// The bodies given as arguments, else one per line of standard input.
@@ -267,24 +244,11 @@ pub(crate) async fn run(command: TopicCommand, api: &Api) -> anyhow::Result<()> 
 }
 
 async fn publish(args: PublishArgs, api: &Api) -> anyhow::Result<()> {
-    if !(1..=1000).contains(&args.batch) {
-        bail!("--batch must be between 1 and 1000");
-    }
+    args.flags.check_batch()?;
     let bodies = bodies_or_stdin(args.bodies)?;
-    if args.id.is_some() && bodies.len() != 1 {
-        bail!("--id needs exactly one message");
-    }
-    let headers: BTreeMap<String, String> = args.headers.into_iter().collect();
     let started = Instant::now();
-    let fields = MessageFields {
-        priority: args.priority,
-        delay_ms: args.delay_ms,
-        headers: &headers,
-        key: args.key.as_deref(),
-        id: args.id.as_deref(),
-    };
     let path = format!("/v1/topics/{}/messages", args.topic);
-    let (stored, duplicates) = publish_in_batches(api, &path, &bodies, args.batch, &fields).await?;
+    let (stored, duplicates) = args.flags.publish(api, &path, &bodies).await?;
     eprintln!(
         "confirmed {stored} messages ({duplicates} duplicates) to topic {} in {:.1?}",
         args.topic,
