@@ -249,9 +249,10 @@ pub trait Journal: Send + Sync + fmt::Debug {
 
     /// Appends entries nobody waits on: they are written (and fsync'd) with the journal's next
     /// [`Journal::append`], sharing its fdatasync, or on their own shortly after when none comes
-    /// (the file journal: within 50 ms). Order with other appends is kept. For state a crash may
-    /// forget without breaking a guarantee (a delivery's attempt count). The default writes
-    /// them like [`Journal::append`] and drops the [`Durable`].
+    /// (the file journal: within 50 ms under `Always`; under `Interval` an interval timer
+    /// already armed for later writes them then). Order with other appends is kept. For state a
+    /// crash may forget without breaking a guarantee (a delivery's attempt count). The default
+    /// writes them like [`Journal::append`] and drops the [`Durable`].
     fn append_deferred(&self, entries: &[Bytes]) -> Result<(), StoreError> {
         self.append(entries).map(drop)
     }
