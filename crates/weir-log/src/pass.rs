@@ -169,7 +169,9 @@ impl LogShared {
                 result = file.sync_data().map_err(|e| {
                     StoreError::io("fdatasync", self.segment_path(*base).display(), e)
                 });
-                synced_in = Some(started.elapsed());
+                let took = started.elapsed();
+                self.pool.syncs.observe(took);
+                synced_in = Some(took);
             }
             if result.is_ok() {
                 w.dirty = false;

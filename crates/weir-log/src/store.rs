@@ -163,6 +163,10 @@ fn kind_clash(name: &StoreName, what: &str) -> StoreError {
 }
 
 impl Store for FileStore {
+    fn sync_latency(&self) -> Option<weir_store::SyncLatency> {
+        Some(self.pool.shared().syncs.snapshot())
+    }
+
     fn open_log(&self, name: &StoreName, config: &LogConfig) -> Result<Arc<dyn Log>, StoreError> {
         if name.components().is_empty() {
             return Err(StoreError::InvalidName {

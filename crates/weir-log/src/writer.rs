@@ -11,11 +11,13 @@
 use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::fs::File;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use parking_lot::{Condvar, Mutex};
+use weir_store::{SyncLatency, SYNC_BUCKETS_US};
 
 use crate::log::LogShared;
 
@@ -60,6 +62,37 @@ struct Queue {
 pub(crate) struct PoolShared {
     queue: Mutex<Queue>,
     wake: Condvar,
+    /// Durations of the data fsyncs of every log of the store.
+    pub(crate) syncs: SyncRecorder,
+}
+
+/// A fixed-bucket histogram of fsync durations, with atomic counters (no lock on the write path).
+#[derive(Default)]
+pub(crate) struct SyncRecorder {
+    buckets: [AtomicU64; SYNC_BUCKETS_US.len()],
+    count: AtomicU64,
+    sum_us: AtomicU64,
+}
+
+impl SyncRecorder {
+    /// Counts one fsync that took `d`.
+    pub(crate) fn observe(&self, d: std::time::Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        if let Some(i) = SYNC_BUCKETS_US.iter().position(|b| us <= *b) {
+            self.buckets[i].fetch_add(1, AtomicOrdering::Relaxed);
+        }
+        self.count.fetch_add(1, AtomicOrdering::Relaxed);
+        self.sum_us.fetch_add(us, AtomicOrdering::Relaxed);
+    }
+
+    /// What it counted so far.
+    pub(crate) fn snapshot(&self) -> SyncLatency {
+        SyncLatency {
+            buckets: std::array::from_fn(|i| self.buckets[i].load(AtomicOrdering::Relaxed)),
+            count: self.count.load(AtomicOrdering::Relaxed),
+            sum_us: self.sum_us.load(AtomicOrdering::Relaxed),
+        }
+    }
 }
 
 impl std::fmt::Debug for PoolShared {
@@ -142,6 +175,7 @@ impl Pool {
         let shared = Arc::new(PoolShared {
             queue: Mutex::new(Queue::default()),
             wake: Condvar::new(),
+            syncs: SyncRecorder::default(),
         });
         let mut handles = Vec::new();
         for i in 0..threads.clamp(1, MAX_WRITER_THREADS) {

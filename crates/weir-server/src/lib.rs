@@ -131,7 +131,7 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
         .context("recovering the broker's queues")?;
     let broker = Arc::new(broker);
     let (task_service, scheduler) = open_tasks(&broker, &store)?;
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::with_store(store.clone()));
 
     let native_listener = tokio::net::TcpListener::bind(config.native_addr)
         .await

@@ -184,3 +184,56 @@ async fn stream_partition_and_group_lag_metrics_follow_appends_and_commits() {
     );
     s.stop().await;
 }
+
+/// The value of the bucket `le` of histogram `name`.
+fn bucket(text: &str, name: &str, le: &str) -> u64 {
+    sample(text, &format!("{name}_bucket{{le=\"{le}\"}}"))
+}
+
+#[tokio::test]
+async fn fdatasync_latency_histogram_counts_the_fsyncs_behind_confirms() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = TestServer::start(dir.path()).await;
+    let name = "weir_fdatasync_seconds";
+    let before = sample(&scrape(&s).await, &format!("{name}_count"));
+    s.ok(Method::PUT, "/v1/queues/jobs", Some(json!({}))).await;
+    // Each publish is confirmed only after an fdatasync covering it (policy `always`), and
+    // one at a time none can share another's.
+    for i in 0..5 {
+        s.ok(
+            Method::POST,
+            "/v1/queues/jobs/messages",
+            Some(json!({ "messages": [{ "body": format!("m{i}") }] })),
+        )
+        .await;
+    }
+    let text = scrape(&s).await;
+    let count = sample(&text, &format!("{name}_count"));
+    assert!(
+        count >= before + 5,
+        "5 confirmed publishes, one at a time, need 5 fdatasyncs: {before} -> {count}"
+    );
+    // Buckets are cumulative and end at the count.
+    let bounds = [
+        "0.00005", "0.0001", "0.0002", "0.0005", "0.001", "0.002", "0.005", "0.01", "0.025", "0.1",
+        "0.25", "1",
+    ];
+    let mut last = 0;
+    for le in bounds {
+        let n = bucket(&text, name, le);
+        assert!(
+            n >= last,
+            "bucket le={le} ({n}) below the previous one ({last})"
+        );
+        last = n;
+    }
+    assert!(last <= count);
+    assert_eq!(bucket(&text, name, "+Inf"), count);
+    let sum = text
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}_sum ")))
+        .expect("a sum")
+        .parse::<f64>()
+        .expect("a number");
+    assert!(sum > 0.0, "fdatasyncs take time: sum {sum}");
+}

@@ -265,6 +265,23 @@ pub trait Journal: Send + Sync + fmt::Debug {
     fn bytes_since_snapshot(&self) -> u64;
 }
 
+/// Upper bounds (µs) of the buckets of [`SyncLatency`]; the last bucket is everything above.
+pub const SYNC_BUCKETS_US: [u64; 12] = [
+    50, 100, 200, 500, 1_000, 2_000, 5_000, 10_000, 25_000, 100_000, 250_000, 1_000_000,
+];
+
+/// How long a store's data fsyncs (fdatasync of the logs it writes) took since it opened.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SyncLatency {
+    /// Per bucket of [`SYNC_BUCKETS_US`], fsyncs that took at most its bound (and more than the
+    /// previous one's); not cumulative.
+    pub buckets: [u64; SYNC_BUCKETS_US.len()],
+    /// Every fsync counted, the ones above the last bound included.
+    pub count: u64,
+    /// Their total duration, µs.
+    pub sum_us: u64,
+}
+
 /// Opens, lists and removes logs and journals.
 pub trait Store: Send + Sync + fmt::Debug {
     /// Opens (creating if absent) the log `name`, recovering it if it exists.
@@ -283,4 +300,9 @@ pub trait Store: Send + Sync + fmt::Debug {
 
     /// Names of the logs and journals that exist directly under `prefix` (one more component).
     fn list(&self, prefix: &StoreName) -> Result<Vec<String>, StoreError>;
+
+    /// How long its data fsyncs took, for a store that has them (`None` for one in memory).
+    fn sync_latency(&self) -> Option<SyncLatency> {
+        None
+    }
 }

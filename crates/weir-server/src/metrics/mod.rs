@@ -1,12 +1,14 @@
 //! Prometheus metrics: per-queue, per-subscription, per-topic and per-stream gauges and counters
 //! read from the broker at scrape time ([`pubsub`] for topics and streams), and latency histograms
-//! observed by the server (publish→confirm, publish→deliver).
+//! observed by the server (publish→confirm, publish→deliver), and the storage's fsync latencies.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use weir_broker::{Broker, QueueStats};
+use weir_store::{Store, SyncLatency, SYNC_BUCKETS_US};
 
 mod pubsub;
 
@@ -52,9 +54,19 @@ impl Histogram {
 pub struct Metrics {
     confirm: Histogram,
     delivery_age: Histogram,
+    /// The store whose fsync latencies are exported (none: not exported).
+    store: Option<Arc<dyn Store>>,
 }
 
 impl Metrics {
+    /// Metrics that also export `store`'s fsync latencies (`weir_fdatasync_seconds`).
+    pub fn with_store(store: Arc<dyn Store>) -> Metrics {
+        Metrics {
+            store: Some(store),
+            ..Metrics::default()
+        }
+    }
+
     /// Records the time from receiving a publish to confirming it (durable).
     pub fn observe_confirm(&self, elapsed: Duration) {
         self.confirm.observe_us(elapsed.as_micros() as u64);
@@ -93,8 +105,29 @@ impl Metrics {
             "weir_delivery_latency_seconds",
             "End-to-end latency: delivery time minus enqueue time.",
         );
+        if let Some(l) = self.store.as_ref().and_then(|s| s.sync_latency()) {
+            render_sync_latency(&mut out, &l);
+        }
         out
     }
+}
+
+/// The storage's data fsyncs as a Prometheus histogram: every confirmed write waited for one.
+fn render_sync_latency(out: &mut String, l: &SyncLatency) {
+    let name = "weir_fdatasync_seconds";
+    let _ = writeln!(
+        out,
+        "# HELP {name} Duration of the data fsyncs (fdatasync) of the storage's logs and journals.\n# TYPE {name} histogram"
+    );
+    let mut cumulative = 0;
+    for (bound_us, n) in SYNC_BUCKETS_US.iter().zip(&l.buckets) {
+        cumulative += n;
+        let bound = *bound_us as f64 / 1e6;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", l.count);
+    let sum = l.sum_us as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", l.count);
 }
 
 type Field = fn(&QueueStats) -> u64;
