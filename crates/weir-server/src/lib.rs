@@ -157,8 +157,11 @@ pub async fn start(config: ServerConfig) -> anyhow::Result<RunningServer> {
     )));
     tasks.push(tokio::spawn(native::serve(
         native_listener,
-        broker.clone(),
-        task_service.clone(),
+        native::Services {
+            broker: broker.clone(),
+            tasks: task_service.clone(),
+            metrics: metrics.clone(),
+        },
         native::NativeLimits {
             max_connections: config.max_connections,
             max_body_bytes: config.broker.max_body_bytes,

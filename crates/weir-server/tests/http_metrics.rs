@@ -237,3 +237,31 @@ async fn fdatasync_latency_histogram_counts_the_fsyncs_behind_confirms() {
         .expect("a number");
     assert!(sum > 0.0, "fdatasyncs take time: sum {sum}");
 }
+
+#[tokio::test]
+async fn native_publishes_are_counted_in_the_confirm_histogram() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let s = TestServer::start(dir.path()).await;
+    let name = "weir_publish_confirm_seconds_count";
+    let before = sample(&scrape(&s).await, name);
+    let addr = s.server.as_ref().expect("running").native_addr();
+    let client = weir_client::Client::connect(addr.to_string())
+        .await
+        .expect("native connect");
+    client
+        .create_queue("native", weir_client::QueueOptions::default())
+        .await
+        .expect("create");
+    for i in 0..3 {
+        client
+            .publish("native", vec![weir_client::Message::new(format!("m{i}"))])
+            .await
+            .expect("publish");
+    }
+    let after = sample(&scrape(&s).await, name);
+    assert_eq!(
+        after,
+        before + 3,
+        "three native publishes, each confirmed once"
+    );
+}

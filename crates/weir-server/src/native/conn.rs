@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio::time::{timeout, Instant};
 use tokio_util::sync::CancellationToken;
-use weir_broker::{Broker, BrokerError};
+use weir_broker::Broker;
 use weir_proto::frame::{
     peek_frame_len, DecodeError, Frame, Hello, HelloOk, Payload, AUTH_PROTOCOL_VERSION, MAX_CREDITS,
 };
@@ -27,6 +27,7 @@ use super::stream::{ReadHalf, WriteHalf};
 use super::subscription::Subscription;
 use super::{handler, subscription, NativeLimits};
 use crate::auth::AuthConfig;
+use crate::metrics::Metrics;
 
 /// Bytes read from the socket at a time (at least).
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -42,10 +43,14 @@ const KEEP_BUFFER_BYTES: usize = 1024 * 1024;
 const WRITE_BUFFER_BYTES: usize = 64 * 1024;
 
 /// The services a connection's requests are answered by.
-#[derive(Debug)]
-pub(super) struct Services {
-    pub(super) broker: Arc<Broker>,
-    pub(super) tasks: Arc<TaskService>,
+#[derive(Clone, Debug)]
+pub(crate) struct Services {
+    /// Queues, topics, streams.
+    pub(crate) broker: Arc<Broker>,
+    /// Tasks (the same service the HTTP API uses).
+    pub(crate) tasks: Arc<TaskService>,
+    /// Where publish→confirm latencies go (shared with the HTTP front).
+    pub(crate) metrics: Arc<Metrics>,
 }
 
 /// What every task of one connection shares.
@@ -165,6 +170,7 @@ pub(super) async fn run(
         pending_requests: 0,
         group: handler::Group::Empty,
         failed: false,
+        metrics: services.metrics,
     };
     read_loop(
         &shared,
@@ -204,6 +210,7 @@ struct ConnIo {
     group: handler::Group,
     /// A write failed: nothing more is written.
     failed: bool,
+    metrics: Arc<Metrics>,
 }
 
 impl ConnIo {
@@ -212,7 +219,10 @@ impl ConnIo {
     }
 
     /// Encodes the answers of a resolved inline request (or group).
-    fn push_done(&mut self, (result, answers): (Result<(), BrokerError>, handler::Answers)) {
+    fn push_done(&mut self, (result, answers, published_at): handler::Done) {
+        if let (Ok(()), Some(at)) = (&result, published_at) {
+            self.metrics.observe_confirm(at.elapsed());
+        }
         self.pending_requests -= answers.requests();
         let wbuf = &mut self.wbuf;
         answers.frames(&result, |frame| encode_into(frame, wbuf));

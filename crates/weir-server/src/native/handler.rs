@@ -40,6 +40,8 @@ pub(super) async fn handle(shared: &Shared, id: u64, request: Payload) -> Frame 
 pub(super) struct Inline {
     durable: Durable,
     answers: Answers,
+    /// For publishes: when the broker took them (the confirm latency is measured from here).
+    published_at: Option<Instant>,
 }
 
 /// The answers an [`Inline`] sends once durable, by request id.
@@ -80,15 +82,19 @@ impl Answers {
     }
 }
 
+/// What a finished [`Inline`] gives back: the durability result, the answers to send, and for
+/// publishes when the broker took them.
+pub(super) type Done = (Result<(), BrokerError>, Answers, Option<Instant>);
+
 impl Future for Inline {
-    type Output = (Result<(), BrokerError>, Answers);
+    type Output = Done;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
         match Pin::new(&mut this.durable).poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(r) => {
                 let answers = std::mem::replace(&mut this.answers, Answers::Sent);
-                Poll::Ready((r.map_err(BrokerError::Storage), answers))
+                Poll::Ready((r.map_err(BrokerError::Storage), answers, this.published_at))
             }
         }
     }
@@ -274,6 +280,7 @@ impl Group {
                 Some(Inline {
                     durable: outcome.durable,
                     answers: Answers::Many(answers),
+                    published_at: Some(Instant::now()),
                 })
             }
             Group::Ack {
@@ -327,6 +334,7 @@ impl Group {
                 Some(Inline {
                     durable: outcome.durable,
                     answers: Answers::Many(answers),
+                    published_at: None,
                 })
             }
         }
@@ -381,6 +389,7 @@ fn start_inline(broker: &Broker, id: u64, request: Payload) -> Result<Inline, Bo
             return Ok(Inline {
                 durable: outcome.durable,
                 answers: Answers::One(id, Payload::Published(results)),
+                published_at: Some(Instant::now()),
             });
         }
         Err(other) => other,
@@ -428,6 +437,7 @@ fn start_inline(broker: &Broker, id: u64, request: Payload) -> Result<Inline, Bo
     Ok(Inline {
         durable,
         answers: Answers::One(id, answer),
+        published_at: None,
     })
 }
 
@@ -546,7 +556,7 @@ async fn answer(shared: &Shared, request: Payload) -> Result<Payload, Failure> {
             // Normally handled inline by the connection task; the same path, awaited here.
             match start_inline(broker, 0, request) {
                 Ok(inline) => {
-                    let (result, answers) = inline.await;
+                    let (result, answers, _) = inline.await;
                     result?;
                     match answers {
                         Answers::One(_, payload) => Ok(payload),

@@ -21,6 +21,8 @@
 
 mod auth;
 mod conn;
+
+pub(crate) use conn::Services;
 mod convert;
 mod handler;
 mod source;
@@ -36,10 +38,8 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
-use weir_broker::Broker;
 use weir_proto::frame::Frame;
 use weir_proto::ErrorCode;
-use weir_tasks::TaskService;
 
 use crate::auth::AuthConfig;
 
@@ -95,8 +95,7 @@ const REFUSAL_HELLO_TIMEOUT: Duration = Duration::from_millis(500);
 /// [`NativeLimits::handshake_timeout`] (then the protocol's hello gets the same time again).
 pub(crate) async fn serve(
     listener: TcpListener,
-    broker: Arc<Broker>,
-    tasks: Arc<TaskService>,
+    services: Services,
     limits: NativeLimits,
     auth: Option<Arc<AuthConfig>>,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -129,8 +128,7 @@ pub(crate) async fn serve(
                 }
                 match connections.clone().try_acquire_owned() {
                     Ok(permit) => {
-                        let broker = broker.clone();
-                        let tasks = tasks.clone();
+                        let services = services.clone();
                         let limits = limits.clone();
                         let mut shutdown = shutdown.clone();
                         let auth = auth.clone();
@@ -141,7 +139,6 @@ pub(crate) async fn serve(
                                 stream::secure(stream, peer, tls.as_ref(), timeout, &mut shutdown)
                                     .await;
                             if let Some((rd, wr)) = secured {
-                                let services = conn::Services { broker, tasks };
                                 conn::run(rd, wr, peer, services, limits, auth, shutdown).await;
                             }
                             drop(permit);
