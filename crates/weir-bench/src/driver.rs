@@ -464,10 +464,13 @@ async fn run_stream(
         .prepare(name, w)
         .await
         .context("preparing the stream")?;
-    let mut writer: Box<dyn StreamTarget> = target.stream(name).await?;
+    let producers = w.producers.max(1);
+    let mut writers: Vec<Box<dyn StreamTarget>> = Vec::with_capacity(producers);
+    for _ in 0..producers {
+        writers.push(target.stream(name).await?);
+    }
     let mut reader: Box<dyn StreamTarget> = target.stream(name).await?;
     let total = w.total_messages();
-    let batch = w.batch.max(1);
     let sampler = RssSampler::start(target.server_pids(), opts.rss_every);
     let pb = progress_bar(
         opts.progress,
@@ -477,44 +480,32 @@ async fn run_stream(
 
     let start = Instant::now();
     let deadline = start + w.timeout;
+    let confirmed_so_far = Arc::new(AtomicU64::new(0));
+    // Each producer appends its share with its own window (as each queue producer has its own).
+    let mut tasks = Vec::with_capacity(producers);
+    for (index, writer) in writers.into_iter().enumerate() {
+        let share = total / producers as u64 + u64::from((index as u64) < total % producers as u64);
+        let (w, progress, pb) = (w.clone(), confirmed_so_far.clone(), pb.clone());
+        tasks.push(tokio::spawn(async move {
+            append_share(writer, index, share, &w, deadline, &progress, &pb).await
+        }));
+    }
     let mut hist = LatencyHist::new();
-    let mut inflight: FuturesUnordered<
-        futures::future::BoxFuture<'static, (Instant, u64, anyhow::Result<()>)>,
-    > = FuturesUnordered::new();
     let (mut sent, mut confirmed) = (0u64, 0u64);
     let mut result: anyhow::Result<()> = Ok(());
     let mut last_confirm = start;
-    while (sent < total || !inflight.is_empty()) && result.is_ok() {
-        if Instant::now() >= deadline {
-            break;
-        }
-        if sent < total && inflight.len() < w.window.max(1) {
-            let n = (total - sent).min(batch as u64);
-            let t0 = Instant::now();
-            let records = (0..n)
-                .map(|k| make_body(w.body_bytes, nanos_since_epoch(t0), sent + k))
-                .collect();
-            let confirm: Confirm = match writer.append(records).await {
-                Ok(c) => c,
-                Err(e) => {
-                    result = Err(e);
-                    break;
+    for t in tasks {
+        match t.await {
+            Ok(share) => {
+                hist.merge(&share.hist);
+                sent += share.sent;
+                confirmed += share.confirmed;
+                last_confirm = last_confirm.max(share.last_confirm);
+                if let Err(e) = share.result {
+                    result = result.and(Err(e));
                 }
-            };
-            sent += n;
-            inflight.push(Box::pin(async move { (t0, n, confirm.await) }));
-            continue;
-        }
-        if let Some((t0, n, r)) = inflight.next().await {
-            match r {
-                Ok(()) => {
-                    last_confirm = Instant::now();
-                    hist.record(last_confirm - t0);
-                    confirmed += n;
-                    pb.set_position(confirmed);
-                }
-                Err(e) => result = Err(e),
             }
+            Err(e) => result = result.and(Err(anyhow::anyhow!("stream producer task: {e}"))),
         }
     }
     let publish_elapsed_s = (last_confirm - start).as_secs_f64().max(1e-9);
@@ -553,6 +544,76 @@ async fn run_stream(
         rss_max_bytes: rss.map(|r| r.max_bytes),
         rss_mean_bytes: rss.map(|r| r.mean_bytes),
     })
+}
+
+/// What one stream producer did.
+struct AppendShare {
+    hist: LatencyHist,
+    sent: u64,
+    confirmed: u64,
+    last_confirm: Instant,
+    result: anyhow::Result<()>,
+}
+
+/// Appends `share` records in batches of `w.batch`, at most `w.window` batches unconfirmed.
+async fn append_share(
+    mut writer: Box<dyn StreamTarget>,
+    index: usize,
+    share: u64,
+    w: &Workload,
+    deadline: Instant,
+    progress: &AtomicU64,
+    pb: &ProgressBar,
+) -> AppendShare {
+    let batch = w.batch.max(1) as u64;
+    let mut hist = LatencyHist::new();
+    let mut inflight: FuturesUnordered<
+        futures::future::BoxFuture<'static, (Instant, u64, anyhow::Result<()>)>,
+    > = FuturesUnordered::new();
+    let (mut sent, mut confirmed) = (0u64, 0u64);
+    let mut result: anyhow::Result<()> = Ok(());
+    let mut last_confirm = Instant::now();
+    while (sent < share || !inflight.is_empty()) && result.is_ok() {
+        if Instant::now() >= deadline {
+            break;
+        }
+        if sent < share && inflight.len() < w.window.max(1) {
+            let n = (share - sent).min(batch);
+            let t0 = Instant::now();
+            let seq0 = (index as u64) << 40 | sent;
+            let records = (0..n)
+                .map(|k| make_body(w.body_bytes, nanos_since_epoch(t0), seq0 + k))
+                .collect();
+            let confirm: Confirm = match writer.append(records).await {
+                Ok(c) => c,
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            };
+            sent += n;
+            inflight.push(Box::pin(async move { (t0, n, confirm.await) }));
+            continue;
+        }
+        if let Some((t0, n, r)) = inflight.next().await {
+            match r {
+                Ok(()) => {
+                    last_confirm = Instant::now();
+                    hist.record(last_confirm - t0);
+                    confirmed += n;
+                    pb.set_position(progress.fetch_add(n, Ordering::Relaxed) + n);
+                }
+                Err(e) => result = Err(e),
+            }
+        }
+    }
+    AppendShare {
+        hist,
+        sent,
+        confirmed,
+        last_confirm,
+        result,
+    }
 }
 
 #[cfg(test)]
