@@ -3,13 +3,13 @@
 
 mod common;
 
-use common::token;
+use common::{read_frame, token};
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use weir_client::{
     Client, ClientError, ConnectOptions, ConsumerOptions, ErrorCode, Message, ProducerOptions,
@@ -61,23 +61,6 @@ fn code(result: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
     match result {
         Ok(v) => panic!("expected an error, got {v:?}"),
         Err(e) => e.code().unwrap_or_else(|| panic!("no server code in {e}")),
-    }
-}
-
-/// Reads frames until one arrives; `None` at EOF.
-async fn read_frame(stream: &mut TcpStream, buf: &mut BytesMut) -> Option<Frame> {
-    loop {
-        if let Some((frame, used)) = Frame::decode(buf).unwrap() {
-            let _ = buf.split_to(used);
-            return Some(frame);
-        }
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read_buf(buf))
-            .await
-            .expect("server answered in time")
-            .unwrap_or(0);
-        if n == 0 {
-            return None;
-        }
     }
 }
 

@@ -36,17 +36,35 @@ impl Histogram {
     }
 
     fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, bucket) in BUCKETS_S.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
+        let buckets = BUCKETS_S
+            .iter()
+            .zip(&self.buckets)
+            .map(|(bound, n)| (*bound, n.load(Ordering::Relaxed)));
         let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+        let sum_us = self.sum_us.load(Ordering::Relaxed);
+        render_histogram(out, name, help, buckets, count, sum_us);
     }
+}
+
+/// Writes a Prometheus histogram from per-bucket counts (upper bound in seconds, count in that
+/// bucket alone), the total count and the sum in µs.
+fn render_histogram(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    buckets: impl Iterator<Item = (f64, u64)>,
+    count: u64,
+    sum_us: u64,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    let mut cumulative = 0;
+    for (bound, n) in buckets {
+        cumulative += n;
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+    }
+    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+    let sum = sum_us as f64 / 1e6;
+    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
 }
 
 /// Server-observed metrics, shared by the HTTP and native fronts.
@@ -114,20 +132,18 @@ impl Metrics {
 
 /// The storage's data fsyncs as a Prometheus histogram: every confirmed write waited for one.
 fn render_sync_latency(out: &mut String, l: &SyncLatency) {
-    let name = "weir_fdatasync_seconds";
-    let _ = writeln!(
+    let buckets = SYNC_BUCKETS_US
+        .iter()
+        .zip(&l.buckets)
+        .map(|(bound_us, n)| (*bound_us as f64 / 1e6, *n));
+    render_histogram(
         out,
-        "# HELP {name} Duration of the data fsyncs (fdatasync) of the storage's logs and journals.\n# TYPE {name} histogram"
+        "weir_fdatasync_seconds",
+        "Duration of the data fsyncs (fdatasync) of the storage's logs and journals.",
+        buckets,
+        l.count,
+        l.sum_us,
     );
-    let mut cumulative = 0;
-    for (bound_us, n) in SYNC_BUCKETS_US.iter().zip(&l.buckets) {
-        cumulative += n;
-        let bound = *bound_us as f64 / 1e6;
-        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-    }
-    let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", l.count);
-    let sum = l.sum_us as f64 / 1e6;
-    let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", l.count);
 }
 
 type Field = fn(&QueueStats) -> u64;
