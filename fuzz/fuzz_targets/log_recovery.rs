@@ -28,7 +28,7 @@ fn read_all(root: &Path, name: &StoreName) -> Option<Vec<(u64, bytes::Bytes)>> {
     while from < stats.durable_offset {
         match log.read(from, 1024, 1 << 20) {
             Ok(batch) if !batch.is_empty() => {
-                from = batch.last().map_or(from, |r| r.offset + 1);
+                from = batch.last().map_or(from, |r| r.offset + u64::from(r.span));
                 out.extend(batch.into_iter().map(|r| (r.offset, r.record.body)));
             }
             _ => break,

@@ -27,6 +27,8 @@ pub enum Preset {
     W4,
     /// W5: stream append in batches of 100, then read all (needs streams).
     W5,
+    /// W5x8: W5 with 8 producers and 4M records.
+    W5x8,
 }
 
 /// What to publish to.
@@ -135,6 +137,7 @@ impl BenchArgs {
             Some(Preset::W3) => standard::w3(),
             Some(Preset::W4) => standard::w4(),
             Some(Preset::W5) => standard::w5(),
+            Some(Preset::W5x8) => standard::w5x8(),
             None => Workload {
                 id: "custom".into(),
                 title: "custom".into(),

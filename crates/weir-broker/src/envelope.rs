@@ -179,6 +179,7 @@ mod tests {
         );
         let m = decode(StoredRecord {
             offset: 4,
+            span: 1,
             record: rec,
         })
         .expect("decode");
@@ -193,11 +194,13 @@ mod tests {
     fn foreign_records_are_corrupt_not_panics() {
         let rec = StoredRecord {
             offset: 0,
+            span: 1,
             record: Record::default(),
         };
         assert!(decode_envelope(&rec).is_err());
         let rec = StoredRecord {
             offset: 0,
+            span: 1,
             record: Record {
                 headers: vec![Header {
                     name: ENVELOPE_HEADER.into(),

@@ -176,7 +176,8 @@ fn retention_by_age_removes_only_whole_old_segments() {
             },
         )
         .expect("create");
-    // 1500 old records: one whole memory-store segment (1024) and part of the next.
+    // 1500 old records in appends of 100, each stored as one batch record: the first memory-store
+    // segment (offsets 0..1024, rounded up to the batch boundary 1100) and part of the next.
     for _ in 0..15 {
         append(&h, "s", (0..100).map(|_| rec(None, "old")).collect());
     }
@@ -184,14 +185,14 @@ fn retention_by_age_removes_only_whole_old_segments() {
     append(&h, "s", (0..1000).map(|_| rec(None, "new")).collect());
     h.broker.tick();
     let st = h.broker.stream_stats("s").expect("stats");
-    assert_eq!(st.partitions[0].start_offset, 1024);
+    assert_eq!(st.partitions[0].start_offset, 1100);
     // Reading from 0 starts at the retained start; the old records of the mixed segment stay.
     let b = h
         .broker
         .read_stream("s", 0, ReadFrom::Offset(0), 1)
         .expect("read");
-    assert_eq!(b.records[0].offset, 1024);
-    let (first, _) = texts(&h, "s", 0, ReadFrom::Offset(1024), 1);
+    assert_eq!(b.records[0].offset, 1100);
+    let (first, _) = texts(&h, "s", 0, ReadFrom::Offset(1100), 1);
     assert_eq!(first, vec!["old"]);
     let (last, _) = texts(&h, "s", 0, ReadFrom::Offset(2499), 1);
     assert_eq!(last, vec!["new"]);
@@ -218,9 +219,10 @@ fn retention_by_size_set_later_removes_whole_segments_conservatively() {
     h.broker.tick();
     h.broker.tick();
     // Until a restart applies it exactly, a limit set later is an estimate at segment
-    // granularity that never removes a segment holding records it should keep: 30 000 bytes
-    // over 12 000 → mark 1800 → only the whole segment 0..1024 goes.
+    // granularity that never removes a segment holding records it should keep: 30 batch records
+    // of 1301 bytes (100 × 13 encoded + the 1-byte marker) = 39 030 bytes over 12 000 → mark
+    // 2077 → only the whole segment 0..1100 (0..1024 rounded up to a batch boundary) goes.
     let st = h.broker.stream_stats("s").expect("stats");
-    assert_eq!(st.partitions[0].start_offset, 1024);
+    assert_eq!(st.partitions[0].start_offset, 1100);
     assert_eq!(st.partitions[0].end_offset, 3000);
 }

@@ -124,7 +124,7 @@ impl FileJournal {
         loop {
             let batch = log.read(next, usize::MAX, REPLAY_READ_BYTES)?;
             let Some(last) = batch.last() else { break };
-            next = last.offset + 1;
+            next = last.offset + u64::from(last.span);
             for r in batch {
                 bytes_since += r.record.body.len() as u64;
                 entries.push(r.record.body);

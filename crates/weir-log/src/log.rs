@@ -237,9 +237,14 @@ impl LogShared {
         })
     }
 
-    pub(crate) fn append(self: &Arc<Self>, records: &[Record]) -> Result<Appended, StoreError> {
+    /// [`Log::append`] (without `spans`: one offset each) and [`Log::append_spanning`].
+    pub(crate) fn append(
+        self: &Arc<Self>,
+        records: &[Record],
+        spans: Option<&[u32]>,
+    ) -> Result<Appended, StoreError> {
         let (tx, rx) = oneshot::channel();
-        let (first, next) = self.append_with(records, Some(tx))?;
+        let (first, next) = self.append_with(records, spans, Some(tx))?;
         Ok(Appended {
             first_offset: first,
             next_offset: next,
@@ -256,7 +261,7 @@ impl LogShared {
         self: &Arc<Self>,
         records: &[Record],
     ) -> Result<(u64, u64), StoreError> {
-        self.append_with(records, None)
+        self.append_with(records, None, None)
     }
 
     /// Assigns offsets and copies the frames into the pending buffer. With a notifier the batch
@@ -265,11 +270,12 @@ impl LogShared {
     fn append_with(
         self: &Arc<Self>,
         records: &[Record],
+        spans: Option<&[u32]>,
         notify: Option<oneshot::Sender<Result<(), StoreError>>>,
     ) -> Result<(u64, u64), StoreError> {
         // Everything that reads the bodies (validation, CRC) and allocates happens before the
         // lock; under it, offsets are assigned and the frames copied into the pending buffer.
-        let batch = record::prepare_batch(records, self.config.max_record_bytes)?;
+        let batch = record::prepare_batch(records, spans, self.config.max_record_bytes)?;
         let batch_bytes = batch.bytes as u64;
         let mut guard = self.state.lock();
         let st = &mut *guard;
@@ -287,10 +293,14 @@ impl LogShared {
         for (r, p) in records.iter().zip(batch.frames()) {
             let offset = st.next_offset;
             let frame_len = p.frame_len as u64;
-            let roll = st
-                .segments
-                .back()
-                .is_some_and(|s| s.size > 0 && s.size + frame_len > seg_bytes);
+            let span = u64::from(p.span);
+            // Roll when the frame would overfill the segment, or when its span would carry the
+            // segment's relative offsets (u32 in the index) past u32::MAX.
+            let roll = st.segments.back().is_some_and(|s| {
+                s.size > 0
+                    && (s.size + frame_len > seg_bytes
+                        || offset + span - s.base > u64::from(u32::MAX))
+            });
             if roll {
                 let sealed_index = st.segments.back().map(|s| s.index.clone());
                 st.segments.push_back(Segment {
@@ -329,8 +339,8 @@ impl LogShared {
                 });
             }
             seg.size += frame_len;
-            seg.next_offset = offset + 1;
-            st.next_offset = offset + 1;
+            seg.next_offset = offset + span;
+            st.next_offset = offset + span;
             st.total_bytes += frame_len;
         }
         st.pending_bytes += batch_bytes;
@@ -497,7 +507,11 @@ impl FileLog {
 
 impl Log for FileLog {
     fn append(&self, records: &[Record]) -> Result<Appended, StoreError> {
-        self.shared.append(records)
+        self.shared.append(records, None)
+    }
+
+    fn append_spanning(&self, records: &[Record], spans: &[u32]) -> Result<Appended, StoreError> {
+        self.shared.append(records, Some(spans))
     }
 
     fn read(

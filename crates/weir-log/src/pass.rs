@@ -550,14 +550,14 @@ mod tests {
     fn gathering_ends_when_the_expected_appends_arrived() {
         let tmp = tempfile::tempdir().expect("tmp");
         let (_pool, log) = held_log(tmp.path(), &LogConfig::default());
-        let mut durables = vec![log.append(&[record()]).expect("append").durable];
+        let mut durables = vec![log.append(&[record()], None).expect("append").durable];
         let appender = {
             let log = log.clone();
             std::thread::spawn(move || {
                 (0..7)
                     .map(|_| {
                         std::thread::sleep(Duration::from_millis(1));
-                        log.append(&[record()]).expect("append").durable
+                        log.append(&[record()], None).expect("append").durable
                     })
                     .collect::<Vec<_>>()
             })
@@ -581,7 +581,7 @@ mod tests {
     fn gathering_ends_at_a_pause_in_arrivals_at_the_cap_or_at_a_flush() {
         let tmp = tempfile::tempdir().expect("tmp");
         let (_pool, log) = held_log(tmp.path(), &LogConfig::default());
-        let d1 = log.append(&[record()]).expect("append").durable;
+        let d1 = log.append(&[record()], None).expect("append").durable;
 
         let started = Instant::now();
         log.gather_for(&mut log.state.lock(), Duration::from_millis(1), LONG);
@@ -619,14 +619,14 @@ mod tests {
             ..record()
         };
         let d1 = log
-            .append(std::slice::from_ref(&big))
+            .append(std::slice::from_ref(&big), None)
             .expect("append")
             .durable;
         let appender = {
             let log = log.clone();
             std::thread::spawn(move || {
                 std::thread::sleep(Duration::from_millis(5));
-                log.append(&[big]).expect("append").durable
+                log.append(&[big], None).expect("append").durable
             })
         };
         let started = Instant::now();
@@ -646,7 +646,7 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tmp");
         let (_pool, log) = held_log(tmp.path(), &LogConfig::default());
         log.state.lock().last_released = 1;
-        let d = log.append(&[record()]).expect("append").durable;
+        let d = log.append(&[record()], None).expect("append").durable;
         let started = Instant::now();
         log.gather_for(&mut log.state.lock(), LONG, LONG);
         assert!(started.elapsed() < LONG / 2);
@@ -660,7 +660,7 @@ mod tests {
             ..LogConfig::default()
         };
         let (_pool, log) = held_log(tmp.path(), &interval);
-        let _d = log.append(&[record()]).expect("append").durable;
+        let _d = log.append(&[record()], None).expect("append").durable;
         let started = Instant::now();
         log.gather_for(&mut log.state.lock(), LONG, LONG);
         assert!(started.elapsed() < LONG / 2);

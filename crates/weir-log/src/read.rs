@@ -155,7 +155,7 @@ impl LogShared {
                 });
             }
             pos += info.frame_len as u64;
-            off += 1;
+            off += u64::from(info.span);
             if matches!(flow, Flow::NextThenStop) {
                 return Ok(WalkEnd {
                     position: pos,
@@ -180,6 +180,9 @@ impl LogShared {
     ) -> Result<Vec<StoredRecord>, StoreError> {
         let mut out = Vec::new();
         let mut bytes = 0usize;
+        // Offsets covered at or after `from` by the records in `out` (what `max_records` bounds).
+        let mut covered = 0u64;
+        let max_offsets = max_records as u64;
         let mut next = from;
         let most = max_bytes
             .saturating_add(16 * 1024)
@@ -198,7 +201,7 @@ impl LogShared {
                     }
                     break; // reclaimed under us: return what we have
                 }
-                if next >= st.durable_offset || out.len() >= max_records {
+                if next >= st.durable_offset || covered >= max_offsets {
                     break;
                 }
                 match self.plan(&st, next, true) {
@@ -210,13 +213,14 @@ impl LogShared {
             // index entry on), not `most`: reading (and zeroing) megabytes for a few records
             // was most of a fan-out consumer's CPU. A short guess costs one more pread.
             let records = (next.saturating_sub(plan.offset))
-                .saturating_add(max_records.saturating_sub(out.len()) as u64);
+                .saturating_add(max_offsets.saturating_sub(covered));
             let guess = records
                 .saturating_mul(plan.avg_frame)
                 .saturating_add(READ_SLACK_BYTES);
             let want = usize::try_from(guess).map_or(most, |g| g.clamp(MIN_READ_BYTES, most));
             let end = self.walk(&plan, want, |buf, rel, pos, info| {
-                if info.offset < from {
+                let end = info.offset + u64::from(info.span);
+                if end <= from {
                     return Ok(Flow::Next);
                 }
                 if !out.is_empty() && bytes.saturating_add(info.payload_len) > max_bytes {
@@ -225,8 +229,9 @@ impl LogShared {
                 let (rec, _) = record::decode_frame(buf, rel)
                     .map_err(|e| self.corrupt(plan.base, pos, format!("{e:?}")))?;
                 bytes = bytes.saturating_add(info.payload_len);
+                covered += end - info.offset.max(from);
                 out.push(rec);
-                Ok(if out.len() >= max_records {
+                Ok(if covered >= max_offsets {
                     Flow::NextThenStop
                 } else {
                     Flow::Next

@@ -3,12 +3,15 @@
 //! ```text
 //! frame   = len:u32 crc:u32 payload[len]
 //! payload = offset:u64 timestamp_ms:u64 key_len:u32 key[key_len]
-//!           header_count:u32 (name_len:u32 name value_len:u32 value)*
+//!           header_count:u16 flags:u16 [span:u32 if flags & SPAN]
+//!           (name_len:u32 name value_len:u32 value)*
 //!           body_len:u32 body
 //! crc     = crc32c(len ‖ payload[8..] ‖ offset)   (all integers little-endian)
 //! ```
 //!
-//! `key_len == u32::MAX` means "no key". An append works in two steps. [`prepare_batch`], in the
+//! `key_len == u32::MAX` means "no key". `flags` is 0 for an ordinary record (so frames written
+//! before flags existed, when `header_count` was a u32, read the same); bit 0 (`SPAN`) says the
+//! record occupies `span` offsets (2..=`MAX_RECORD_SPAN`) instead of one. An append works in two steps. [`prepare_batch`], in the
 //! appender's thread and before any lock, validates every record and computes its frame length
 //! and the CRC state of everything but the offset (the pass over the body). [`write_frame`],
 //! under the log's lock once the offset is known, writes the frame straight into the log's
@@ -19,7 +22,7 @@
 //! writer thread hands to the kernel.
 
 use bytes::Bytes;
-use weir_store::{Header, Record, StoreError, StoredRecord};
+use weir_store::{Header, Record, StoreError, StoredRecord, MAX_RECORD_SPAN};
 
 /// Bytes before the payload: `len` and `crc`.
 pub(crate) const FRAME_HEADER_BYTES: usize = 8;
@@ -31,6 +34,10 @@ pub(crate) const MIN_FRAME_BYTES: usize = FRAME_HEADER_BYTES + MIN_PAYLOAD_BYTES
 pub(crate) const MAX_PAYLOAD_BYTES: usize = 1 << 31;
 /// `key_len` value meaning "no key".
 const NO_KEY: u32 = u32::MAX;
+/// Flag: a `span:u32` follows the flags; the record occupies that many offsets.
+const FLAG_SPAN: u16 = 1;
+/// Most headers one record may carry (the count is a u16).
+pub(crate) const MAX_RECORD_HEADERS: usize = u16::MAX as usize;
 
 const _: () = assert!(MIN_FRAME_BYTES == 36);
 const _: () = assert!(MAX_PAYLOAD_BYTES <= u32::MAX as usize);
@@ -44,6 +51,8 @@ pub(crate) struct Prepared {
     len: u32,
     /// CRC32C state after `len ‖ payload[8..]` (everything but the offset).
     rest_crc: u32,
+    /// Offsets the record occupies.
+    pub(crate) span: u32,
 }
 
 /// Batches of at most this many records are prepared without a heap allocation.
@@ -116,8 +125,18 @@ fn len_u32(len: usize, size: usize, max: u32) -> Result<u32, StoreError> {
     u32::try_from(len).map_err(|_| StoreError::RecordTooLarge { size, max })
 }
 
-/// Validates `r` against `max_record_bytes` and computes its frame length and CRC state.
-fn prepare(r: &Record, max_record_bytes: u32) -> Result<Prepared, StoreError> {
+/// The `flags` and optional `span` field of a record spanning `span` offsets.
+fn span_fields(span: u32) -> (u16, Option<u32>) {
+    if span > 1 {
+        (FLAG_SPAN, Some(span))
+    } else {
+        (0, None)
+    }
+}
+
+/// Validates `r` (spanning `span` offsets, checked by the caller) against `max_record_bytes`
+/// and computes its frame length and CRC state.
+fn prepare(r: &Record, span: u32, max_record_bytes: u32) -> Result<Prepared, StoreError> {
     let size = r.payload_len();
     let too_large = || StoreError::RecordTooLarge {
         size,
@@ -126,8 +145,15 @@ fn prepare(r: &Record, max_record_bytes: u32) -> Result<Prepared, StoreError> {
     if size > max_record_bytes as usize {
         return Err(too_large());
     }
-    // offset, timestamp, key_len, header count, body_len; each header two lengths.
-    let payload_len = (MIN_PAYLOAD_BYTES + size)
+    if r.headers.len() > MAX_RECORD_HEADERS {
+        return Err(StoreError::TooManyHeaders {
+            count: r.headers.len(),
+            max: MAX_RECORD_HEADERS,
+        });
+    }
+    let (flags, span_field) = span_fields(span);
+    // offset, timestamp, key_len, header count + flags, body_len; each header two lengths.
+    let payload_len = (MIN_PAYLOAD_BYTES + size + if span_field.is_some() { 4 } else { 0 })
         .checked_add(r.headers.len().checked_mul(8).ok_or_else(too_large)?)
         .filter(|n| *n <= MAX_PAYLOAD_BYTES)
         .ok_or_else(too_large)?;
@@ -143,7 +169,12 @@ fn prepare(r: &Record, max_record_bytes: u32) -> Result<Prepared, StoreError> {
         }
         None => crc.put(&NO_KEY.to_le_bytes()),
     }
-    crc.put(&len_u32(r.headers.len(), size, max_record_bytes)?.to_le_bytes());
+    // Fits: checked against MAX_RECORD_HEADERS (u16::MAX) above.
+    crc.put(&(r.headers.len() as u16).to_le_bytes());
+    crc.put(&flags.to_le_bytes());
+    if let Some(span) = span_field {
+        crc.put(&span.to_le_bytes());
+    }
     for h in &r.headers {
         crc.put(&len_u32(h.name.len(), size, max_record_bytes)?.to_le_bytes());
         crc.put(h.name.as_bytes());
@@ -156,16 +187,22 @@ fn prepare(r: &Record, max_record_bytes: u32) -> Result<Prepared, StoreError> {
         frame_len: FRAME_HEADER_BYTES + payload_len,
         len,
         rest_crc: crc.finish(),
+        span,
     })
 }
 
-/// Prepares `records`, refusing the whole batch if any payload exceeds `max_record_bytes`.
+/// Prepares `records`, record `i` spanning `spans[i]` offsets (1 each without `spans`),
+/// refusing the whole batch if any payload exceeds `max_record_bytes` or a span is invalid.
 pub(crate) fn prepare_batch(
     records: &[Record],
+    spans: Option<&[u32]>,
     max_record_bytes: u32,
 ) -> Result<PreparedBatch, StoreError> {
     if records.is_empty() {
         return Err(StoreError::EmptyBatch);
+    }
+    if let Some(spans) = spans {
+        weir_store::check_spans(records, spans)?;
     }
     let mut batch = PreparedBatch {
         inline: [Prepared::default(); INLINE_RECORDS],
@@ -177,7 +214,9 @@ pub(crate) fn prepare_batch(
         batch.heap.reserve_exact(records.len());
     }
     for (i, r) in records.iter().enumerate() {
-        let p = prepare(r, max_record_bytes)?;
+        // `check_spans` made the lengths equal; without spans every record spans one.
+        let span = spans.and_then(|s| s.get(i).copied()).unwrap_or(1);
+        let p = prepare(r, span, max_record_bytes)?;
         batch.bytes = batch.bytes.saturating_add(p.frame_len);
         match batch.inline.get_mut(i) {
             Some(slot) if records.len() <= INLINE_RECORDS => *slot = p,
@@ -206,7 +245,13 @@ pub(crate) fn write_frame(out: &mut Vec<u8>, r: &Record, p: &Prepared, offset: u
         }
         None => out.extend_from_slice(&NO_KEY.to_le_bytes()),
     }
-    put_len(out, r.headers.len());
+    let (flags, span_field) = span_fields(p.span);
+    // Fits: `prepare` checked the count against MAX_RECORD_HEADERS (u16::MAX).
+    out.extend_from_slice(&(r.headers.len() as u16).to_le_bytes());
+    out.extend_from_slice(&flags.to_le_bytes());
+    if let Some(span) = span_field {
+        out.extend_from_slice(&span.to_le_bytes());
+    }
     for h in &r.headers {
         put_len(out, h.name.len());
         out.extend_from_slice(h.name.as_bytes());
@@ -237,8 +282,10 @@ pub(crate) enum FrameError {
 /// Summary of a verified frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct FrameInfo {
-    /// The record's offset.
+    /// The record's offset (the first of its span).
     pub(crate) offset: u64,
+    /// How many offsets it occupies (1 unless the `SPAN` flag is set).
+    pub(crate) span: u32,
     /// The record's timestamp.
     pub(crate) timestamp_ms: u64,
     /// Frame length (header + payload).
@@ -286,6 +333,7 @@ pub(crate) fn frame_len(b: &[u8]) -> Result<usize, FrameError> {
 
 /// Field ranges of a payload, found without copying.
 struct Layout {
+    span: u32,
     key: Option<(usize, usize)>,
     headers: Vec<((usize, usize), (usize, usize))>,
     body: (usize, usize),
@@ -314,8 +362,24 @@ fn layout(f: &[u8], want_headers: bool) -> Result<Layout, FrameError> {
         at = e;
         Some(k)
     };
-    let count = u32_at(f, take(at, 4)? - 4) as usize;
+    let count_and_flags = u32_at(f, take(at, 4)? - 4);
     at += 4;
+    // Two u16s, little-endian: the low half is the header count, the high half the flags.
+    let count = (count_and_flags & 0xFFFF) as usize;
+    let flags = (count_and_flags >> 16) as u16;
+    if flags & !FLAG_SPAN != 0 {
+        return Err(bad("unknown flags"));
+    }
+    let span = if flags & FLAG_SPAN != 0 {
+        let span = u32_at(f, take(at, 4)? - 4);
+        at += 4;
+        if !(1..=MAX_RECORD_SPAN).contains(&span) {
+            return Err(bad("span outside 1..=MAX_RECORD_SPAN"));
+        }
+        span
+    } else {
+        1
+    };
     if count > (end - at) / 8 {
         return Err(bad("header count larger than the frame"));
     }
@@ -342,6 +406,7 @@ fn layout(f: &[u8], want_headers: bool) -> Result<Layout, FrameError> {
     }
     payload_len += body_len;
     Ok(Layout {
+        span,
         key,
         headers,
         body: (at, end),
@@ -369,6 +434,7 @@ pub(crate) fn check_frame(b: &[u8]) -> Result<FrameInfo, FrameError> {
     let l = layout(f, false)?;
     Ok(FrameInfo {
         offset: u64_at(f, 8),
+        span: l.span,
         timestamp_ms: u64_at(f, 16),
         frame_len: n,
         payload_len: l.payload_len,
@@ -400,6 +466,7 @@ pub(crate) fn decode_frame(buf: &Bytes, at: usize) -> Result<(StoredRecord, usiz
     Ok((
         StoredRecord {
             offset: u64_at(f, 8),
+            span: l.span,
             record,
         },
         n,
@@ -428,7 +495,7 @@ mod tests {
     }
 
     fn encode(recs: &[Record], first: u64) -> Vec<u8> {
-        let b = prepare_batch(recs, 1 << 20).expect("prepare");
+        let b = prepare_batch(recs, None, 1 << 20).expect("prepare");
         let mut out = Vec::new();
         for (i, (r, p)) in recs.iter().zip(b.frames()).enumerate() {
             write_frame(&mut out, r, p, first + i as u64);
@@ -453,6 +520,86 @@ mod tests {
             }
             assert_eq!(at, buf.len());
         }
+    }
+
+    /// Reframes `f` (a frame) with a new CRC computed the documented way.
+    fn recrc(f: &mut [u8]) {
+        let mut whole = f[0..4].to_vec();
+        whole.extend_from_slice(&f[16..]);
+        whole.extend_from_slice(&f[8..16]);
+        let crc = crc32c::crc32c(&whole);
+        f[4..8].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    #[test]
+    fn a_spanning_record_round_trips_with_its_span() {
+        for span in [2, 100, MAX_RECORD_SPAN] {
+            let r = sample(3);
+            let b =
+                prepare_batch(std::slice::from_ref(&r), Some(&[span]), 1 << 20).expect("prepare");
+            let mut out = Vec::new();
+            write_frame(&mut out, &r, &b.frames()[0], 40);
+            assert_eq!(out.len(), b.bytes);
+            let info = check_frame(&out).expect("check");
+            assert_eq!((info.offset, info.span), (40, span));
+            let (got, _) = decode_frame(&Bytes::from(out), 0).expect("decode");
+            assert_eq!((got.offset, got.span, got.record), (40, span, r));
+        }
+        for bad in [0, MAX_RECORD_SPAN + 1] {
+            assert!(matches!(
+                prepare_batch(&[sample(1)], Some(&[bad]), 1 << 20),
+                Err(StoreError::InvalidSpan { span, .. }) if span == bad
+            ));
+        }
+        assert!(matches!(
+            prepare_batch(&[sample(1), sample(2)], Some(&[3]), 1 << 20),
+            Err(StoreError::SpanCountMismatch {
+                records: 2,
+                spans: 1
+            })
+        ));
+    }
+
+    #[test]
+    fn frames_from_before_flags_read_the_same() {
+        // Before spans, `header_count` was a u32: build such a frame by hand (one header, no
+        // key) and check it decodes as a one-offset record.
+        let mut payload = Vec::new();
+        payload.extend_from_slice(&9u64.to_le_bytes()); // offset
+        payload.extend_from_slice(&5u64.to_le_bytes()); // timestamp
+        payload.extend_from_slice(&u32::MAX.to_le_bytes()); // no key
+        payload.extend_from_slice(&1u32.to_le_bytes()); // header count as a u32
+        payload.extend_from_slice(&1u32.to_le_bytes());
+        payload.extend_from_slice(b"h");
+        payload.extend_from_slice(&2u32.to_le_bytes());
+        payload.extend_from_slice(b"vv");
+        payload.extend_from_slice(&3u32.to_le_bytes());
+        payload.extend_from_slice(b"abc");
+        let mut f = (payload.len() as u32).to_le_bytes().to_vec();
+        f.extend_from_slice(&[0; 4]);
+        f.extend_from_slice(&payload);
+        recrc(&mut f);
+        let (got, _) = decode_frame(&Bytes::from(f), 0).expect("decode");
+        assert_eq!((got.offset, got.span), (9, 1));
+        assert_eq!(got.record.headers[0].value, Bytes::from_static(b"vv"));
+        assert_eq!(got.record.body, Bytes::from_static(b"abc"));
+    }
+
+    #[test]
+    fn unknown_flags_and_bad_spans_are_refused_even_with_a_good_crc() {
+        let r = Record::default();
+        let mut f = encode(std::slice::from_ref(&r), 0);
+        // The header count and flags follow offset, timestamp and key_len (no key).
+        let at = FRAME_HEADER_BYTES + 16 + 4;
+        f[at + 2] = 0b10; // an unknown flag
+        recrc(&mut f);
+        assert!(matches!(check_frame(&f), Err(FrameError::Bad(m)) if m.contains("flags")));
+        let b = prepare_batch(std::slice::from_ref(&r), Some(&[7]), 1 << 20).expect("prepare");
+        let mut f = Vec::new();
+        write_frame(&mut f, &r, &b.frames()[0], 0);
+        f[at + 4..at + 8].copy_from_slice(&(MAX_RECORD_SPAN + 1).to_le_bytes());
+        recrc(&mut f);
+        assert!(matches!(check_frame(&f), Err(FrameError::Bad(m)) if m.contains("span")));
     }
 
     #[test]
@@ -484,11 +631,11 @@ mod tests {
         };
         let small = Record::default();
         assert!(matches!(
-            prepare_batch(&[small, big], 10),
+            prepare_batch(&[small, big], None, 10),
             Err(StoreError::RecordTooLarge { size: 11, max: 10 })
         ));
         assert!(matches!(
-            prepare_batch(&[], 10),
+            prepare_batch(&[], None, 10),
             Err(StoreError::EmptyBatch)
         ));
     }

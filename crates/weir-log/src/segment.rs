@@ -6,7 +6,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use weir_store::StoreError;
+use weir_store::{StoreError, MAX_RECORD_SPAN};
 
 use crate::index::{self, IndexEntry};
 use crate::record::{self, FrameError, MIN_FRAME_BYTES};
@@ -197,7 +197,7 @@ pub(crate) fn scan(file: &File, file_len: u64, start: ScanStart) -> io::Result<S
             });
         }
         pos += info.frame_len as u64;
-        out.next_offset += 1;
+        out.next_offset += u64::from(info.span);
         out.end = pos;
     }
     Ok(out)
@@ -216,8 +216,11 @@ pub(crate) fn find_valid_frame_after(
         return Ok(None);
     }
     let rest = read_at(file, from + 1, (file_len - from - 1) as usize)?;
-    // Any real record after `from` holds an offset below this bound.
-    let max_offset = min_offset.saturating_add((rest.len() / MIN_FRAME_BYTES) as u64 + 1);
+    // Any real record after `from` holds an offset below this bound (each frame takes at least
+    // MIN_FRAME_BYTES and spans at most MAX_RECORD_SPAN offsets).
+    let max_offset = min_offset.saturating_add(
+        ((rest.len() / MIN_FRAME_BYTES) as u64 + 1).saturating_mul(u64::from(MAX_RECORD_SPAN)),
+    );
     for at in 0..rest.len() {
         let b = &rest[at..];
         match record::peek_offset(b) {

@@ -41,8 +41,8 @@ struct Common {
         default_value = "weir-native,rabbitmq-classic,rabbitmq-quorum,nats,redis-always,redis-everysec,postgres"
     )]
     targets: Vec<String>,
-    /// Workloads, comma-separated (w1..w5).
-    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,w4,w5")]
+    /// Workloads, comma-separated (w1..w5, w5x8).
+    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,w4,w5,w5x8")]
     workloads: Vec<String>,
     /// Multiply every workload's message count (or duration) by this, for quick runs.
     #[arg(long, default_value_t = 1.0)]
@@ -128,7 +128,8 @@ fn workload(id: &str) -> anyhow::Result<Workload> {
         "w3" => standard::w3(),
         "w4" => standard::w4(),
         "w5" => standard::w5(),
-        other => bail!("unknown workload {other} (w1..w5)"),
+        "w5x8" => standard::w5x8(),
+        other => bail!("unknown workload {other} (w1..w5, w5x8)"),
     })
 }
 

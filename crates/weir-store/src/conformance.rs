@@ -7,7 +7,10 @@
 use bytes::Bytes;
 use futures::executor::block_on;
 
-use crate::{FsyncPolicy, Header, LogConfig, Record, Retention, Store, StoreError, StoreName};
+use crate::{
+    FsyncPolicy, Header, LogConfig, Record, Retention, Store, StoreError, StoreName,
+    MAX_RECORD_SPAN,
+};
 
 /// Makes a fresh, empty store.
 pub type MakeStore<'a> = &'a dyn Fn() -> Box<dyn Store>;
@@ -39,6 +42,7 @@ pub fn run_all(make: MakeStore<'_>, restart: RestartStore<'_>) {
     append_read_round_trip(make, restart);
     bad_appends_change_nothing(make);
     read_bounds(make);
+    spanning_records(make, restart);
     timestamp_lookup(make);
     low_water_reclaims_whole_segments_only(make);
     journal_snapshot_and_replay(make, restart);
@@ -127,6 +131,94 @@ pub fn read_bounds(make: MakeStore<'_>) {
         .read(500, 10, usize::MAX)
         .expect("read past end")
         .is_empty());
+}
+
+/// A record appended with `append_spanning` occupies its span of offsets: the next append starts
+/// after it, a read starting anywhere inside it returns it whole, `max_records` counts the
+/// offsets covered, bad spans change nothing, and all of it holds after a restart.
+pub fn spanning_records(make: MakeStore<'_>, restart: RestartStore<'_>) {
+    let store = make();
+    let n = name("spans");
+    let log = store.open_log(&n, &LogConfig::default()).expect("open");
+    for bad in [0, MAX_RECORD_SPAN + 1] {
+        assert!(matches!(
+            log.append_spanning(&[record(0, 10), record(1, 10)], &[1, bad]),
+            Err(StoreError::InvalidSpan { span, .. }) if span == bad
+        ));
+    }
+    assert!(matches!(
+        log.append_spanning(&[record(0, 10)], &[1, 1]),
+        Err(StoreError::SpanCountMismatch {
+            records: 1,
+            spans: 2
+        })
+    ));
+    assert_eq!(log.stats().next_offset, 0, "a refused span changes nothing");
+    // Offsets: [0] single, [1..101) span 100, [101] single, [102..102+MAX) span MAX.
+    block_on(log.append(&[record(0, 10)]).expect("append").durable).expect("durable");
+    let a = log
+        .append_spanning(&[record(1, 300)], &[100])
+        .expect("span");
+    assert_eq!((a.first_offset, a.next_offset), (1, 101));
+    block_on(a.durable).expect("durable");
+    let b = log.append(&[record(2, 10)]).expect("append");
+    assert_eq!(b.first_offset, 101, "the next append starts after the span");
+    block_on(b.durable).expect("durable");
+    let c = log
+        .append_spanning(&[record(3, 20)], &[MAX_RECORD_SPAN])
+        .expect("largest span");
+    assert_eq!(c.next_offset, 102 + u64::from(MAX_RECORD_SPAN));
+    block_on(c.durable).expect("durable");
+    let check = |log: &dyn crate::Log| {
+        let shape = |from: u64, max: usize| -> Vec<(u64, u32)> {
+            log.read(from, max, usize::MAX)
+                .expect("read")
+                .iter()
+                .map(|r| (r.offset, r.span))
+                .collect()
+        };
+        assert_eq!(
+            shape(0, 1000),
+            vec![(0, 1), (1, 100), (101, 1), (102, MAX_RECORD_SPAN)]
+        );
+        assert_eq!(
+            shape(50, 1000),
+            vec![(1, 100), (101, 1), (102, MAX_RECORD_SPAN)]
+        );
+        assert_eq!(
+            shape(100, 1),
+            vec![(1, 100)],
+            "one offset of the span is left: it counts one"
+        );
+        assert_eq!(
+            shape(50, 51),
+            vec![(1, 100)],
+            "51 offsets from 50 end the span"
+        );
+        assert_eq!(shape(50, 52), vec![(1, 100), (101, 1)]);
+        assert_eq!(shape(101, 1), vec![(101, 1)]);
+        assert_eq!(shape(60_000, 1), vec![(102, MAX_RECORD_SPAN)]);
+        let read = log.read(7, 1, usize::MAX).expect("read");
+        assert_eq!(
+            read[0].record,
+            record(1, 300),
+            "the spanning record comes back whole"
+        );
+        let stats = log.stats();
+        assert_eq!(stats.next_offset, 102 + u64::from(MAX_RECORD_SPAN));
+        assert_eq!(stats.durable_offset, stats.next_offset);
+        assert!(log
+            .read(stats.next_offset, 10, usize::MAX)
+            .expect("read at end")
+            .is_empty());
+    };
+    check(log.as_ref());
+    drop(log);
+    let store = restart(store);
+    let log = store.open_log(&n, &LogConfig::default()).expect("reopen");
+    check(log.as_ref());
+    let d = log.append(&[record(4, 1)]).expect("append after reopen");
+    assert_eq!(d.first_offset, 102 + u64::from(MAX_RECORD_SPAN));
 }
 
 /// `offset_for_timestamp` finds the first record at or after a time.

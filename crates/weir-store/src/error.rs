@@ -40,6 +40,30 @@ pub enum StoreError {
     /// An empty batch was appended.
     #[error("empty batch")]
     EmptyBatch,
+    /// A record carries more headers than the store's format holds.
+    #[error("record with {count} headers exceeds the limit of {max}")]
+    TooManyHeaders {
+        /// Headers in the record.
+        count: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// [`crate::Log::append_spanning`] was given a different number of spans than records.
+    #[error("{records} records but {spans} spans")]
+    SpanCountMismatch {
+        /// Records given.
+        records: usize,
+        /// Spans given.
+        spans: usize,
+    },
+    /// [`crate::Log::append_spanning`] was given a span outside `1..=MAX_RECORD_SPAN`.
+    #[error("a record may span 1..={max} offsets, not {span}")]
+    InvalidSpan {
+        /// The span asked for.
+        span: u32,
+        /// The limit ([`crate::MAX_RECORD_SPAN`]).
+        max: u32,
+    },
     /// A name is not a valid store name.
     #[error("invalid name {name:?}: {reason}")]
     InvalidName {

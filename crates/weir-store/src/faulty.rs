@@ -30,6 +30,7 @@ use bytes::Bytes;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
+use crate::memory::{read_records, segment_after};
 use crate::{
     Appended, Durable, FsyncPolicy, Journal, JournalContents, Log, LogConfig, LogStats, Offset,
     Reclaimed, Record, Store, StoreError, StoreName, StoredRecord, WaitDurable,
@@ -372,10 +373,14 @@ impl FaultyLog {
         d.closed = true;
         let pending = d.next - d.durable;
         let kept = self.faults.lock().survivors(pending);
-        let keep_end = d.durable + kept;
         let mut records = d.records.clone();
-        let keep_len = usize::try_from(keep_end - d.start).unwrap_or(usize::MAX);
+        // Whole records only: a spanning record survives entirely or not at all.
+        let keep_len =
+            records.partition_point(|r| r.offset + u64::from(r.span) <= d.durable + kept);
         records.truncate(keep_len);
+        let keep_end = records
+            .back()
+            .map_or(d.start, |r| r.offset + u64::from(r.span));
         let bytes = records.iter().map(|r| r.record.payload_len() as u64).sum();
         LogData {
             config: d.config,
@@ -396,8 +401,13 @@ impl FaultyLog {
 #[derive(Debug)]
 struct LogHandle(Arc<FaultyLog>);
 
-impl Log for LogHandle {
-    fn append(&self, records: &[Record]) -> Result<Appended, StoreError> {
+impl LogHandle {
+    /// Appends `records`, record `i` occupying `spans[i]` offsets (1 without `spans`).
+    fn append_spans(
+        &self,
+        records: &[Record],
+        spans: Option<&[u32]>,
+    ) -> Result<Appended, StoreError> {
         if records.is_empty() {
             return Err(StoreError::EmptyBatch);
         }
@@ -418,14 +428,17 @@ impl Log for LogHandle {
         }
         self.0.faults.lock().append(&self.0.name)?;
         let first = d.next;
-        for r in records {
+        for (i, r) in records.iter().enumerate() {
+            // `check_spans` made the lengths equal; without spans every record spans one.
+            let span = spans.and_then(|s| s.get(i).copied()).unwrap_or(1);
             let offset = d.next;
             d.bytes += r.payload_len() as u64;
             d.records.push_back(StoredRecord {
                 offset,
+                span,
                 record: r.clone(),
             });
-            d.next += 1;
+            d.next += u64::from(span);
         }
         let next = d.next;
         drop(d);
@@ -434,6 +447,17 @@ impl Log for LogHandle {
             next_offset: next,
             durable: self.0.durable_until(next),
         })
+    }
+}
+
+impl Log for LogHandle {
+    fn append(&self, records: &[Record]) -> Result<Appended, StoreError> {
+        self.append_spans(records, None)
+    }
+
+    fn append_spanning(&self, records: &[Record], spans: &[u32]) -> Result<Appended, StoreError> {
+        crate::check_spans(records, spans)?;
+        self.append_spans(records, Some(spans))
     }
 
     fn read(
@@ -453,20 +477,13 @@ impl Log for LogHandle {
                 next: d.next,
             });
         }
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        let skip = usize::try_from(from - d.start).unwrap_or(usize::MAX);
-        for r in d.records.iter().skip(skip) {
-            if r.offset >= d.durable
-                || out.len() >= max_records
-                || (!out.is_empty() && bytes + r.record.payload_len() > max_bytes)
-            {
-                break;
-            }
-            bytes += r.record.payload_len();
-            out.push(r.clone());
-        }
-        Ok(out)
+        Ok(read_records(
+            &d.records,
+            from,
+            d.durable,
+            max_records,
+            max_bytes,
+        ))
     }
 
     fn offset_for_timestamp(&self, timestamp_ms: u64) -> Result<Option<Offset>, StoreError> {
@@ -505,13 +522,11 @@ impl Log for LogHandle {
             return Err(StoreError::Closed);
         }
         let mut reclaimed = Reclaimed::default();
-        loop {
-            let segment_end = (d.start / RECORDS_PER_SEGMENT + 1) * RECORDS_PER_SEGMENT;
-            // Never the open segment, never a segment not wholly durable.
-            if segment_end >= d.next || segment_end > d.durable {
-                break;
-            }
-            let count = (segment_end - d.start) as usize;
+        // Never the open segment, never a segment not wholly durable.
+        while let Some((count, segment_end)) =
+            segment_after(&d.records, d.start, RECORDS_PER_SEGMENT)
+                .filter(|(_, segment_end)| *segment_end <= d.durable)
+        {
             let newest_ts = d
                 .records
                 .get(count - 1)

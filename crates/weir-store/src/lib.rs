@@ -34,8 +34,35 @@ pub use durable::{Durable, WaitDurable};
 pub use error::StoreError;
 pub use name::StoreName;
 
+/// Checks the spans of [`Log::append_spanning`] against its records.
+pub fn check_spans(records: &[Record], spans: &[u32]) -> Result<(), StoreError> {
+    if records.len() != spans.len() {
+        return Err(StoreError::SpanCountMismatch {
+            records: records.len(),
+            spans: spans.len(),
+        });
+    }
+    spans.iter().try_for_each(|s| check_span(*s))
+}
+
+/// Checks one span: `1..=MAX_RECORD_SPAN`.
+pub fn check_span(span: u32) -> Result<(), StoreError> {
+    if !(1..=MAX_RECORD_SPAN).contains(&span) {
+        return Err(StoreError::InvalidSpan {
+            span,
+            max: MAX_RECORD_SPAN,
+        });
+    }
+    Ok(())
+}
+
 /// A record's position in a [`Log`]: dense, starting at 0, never reused.
 pub type Offset = u64;
+
+/// Most offsets one record may occupy ([`Log::append_spanning`]): a batch of that many entries
+/// stored as one record (a stream's append). Keeps a segment's relative offsets far from `u32`.
+/// Spans are checked with [`check_span`].
+pub const MAX_RECORD_SPAN: u32 = 1 << 16;
 
 /// One named header of a record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -76,8 +103,11 @@ impl Record {
 /// A record read back from a [`Log`], with its offset.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRecord {
-    /// The record's offset.
+    /// The record's offset (the first of its span).
     pub offset: Offset,
+    /// How many offsets it occupies: `offset..offset + span`. 1 unless it was appended with
+    /// [`Log::append_spanning`].
+    pub span: u32,
     /// The record as appended.
     pub record: Record,
 }
@@ -190,10 +220,20 @@ pub trait Log: Send + Sync + fmt::Debug {
     /// an error and changes nothing.
     fn append(&self, records: &[Record]) -> Result<Appended, StoreError>;
 
-    /// Reads durable records with offsets `from..`, at most `max_records` of them and about
-    /// `max_bytes` of payload (always at least one record when one is available, however large).
-    /// `from` below the start offset is [`StoreError::OffsetOutOfRange`]; at or past the durable
-    /// end it returns an empty vector.
+    /// Appends a batch as [`Log::append`] does, but record `i` occupies `spans[i]` consecutive
+    /// offsets (`1..=`[`MAX_RECORD_SPAN`]; otherwise [`StoreError::InvalidSpan`], and slices of
+    /// different lengths are [`StoreError::SpanCountMismatch`]; either changes nothing). The
+    /// owner stores a batch of `span` entries of its own as one record — one frame, one
+    /// checksum — and still gives each entry an offset. Reads return such a record whole, with
+    /// its [`StoredRecord::span`], whichever of its offsets they start at.
+    fn append_spanning(&self, records: &[Record], spans: &[u32]) -> Result<Appended, StoreError>;
+
+    /// Reads durable records covering offsets `from..`: the first one returned is the record
+    /// holding `from` (which may start before it, if it spans several offsets). At most
+    /// `max_records` offsets' worth (a spanning record counts the offsets it covers at or after
+    /// `from`) and about `max_bytes` of payload; always at least one record when one is
+    /// available, however large. `from` below the start offset is
+    /// [`StoreError::OffsetOutOfRange`]; at or past the durable end it returns an empty vector.
     fn read(
         &self,
         from: Offset,
@@ -201,7 +241,8 @@ pub trait Log: Send + Sync + fmt::Debug {
         max_bytes: usize,
     ) -> Result<Vec<StoredRecord>, StoreError>;
 
-    /// The first durable offset whose record's timestamp is `>= timestamp_ms`, or `None` when no
+    /// The first durable offset whose record's timestamp is `>= timestamp_ms` (a spanning
+    /// record's first offset), or `None` when no
     /// retained record is that new. Timestamps are assumed non-decreasing in offset order; with
     /// out-of-order timestamps the answer is some offset at or before the first qualifying record.
     fn offset_for_timestamp(&self, timestamp_ms: u64) -> Result<Option<Offset>, StoreError>;

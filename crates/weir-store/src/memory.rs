@@ -12,8 +12,46 @@ use crate::{
     Reclaimed, Record, Store, StoreError, StoreName, StoredRecord, WaitDurable,
 };
 
-/// Records per in-memory "segment", so that reclamation behaves like a segmented log.
+/// Offsets per in-memory "segment", so that reclamation behaves like a segmented log.
 const RECORDS_PER_SEGMENT: u64 = 1024;
+
+/// The in-memory "segment" starting at `start`: how many records it holds and the offset after
+/// it (the first record at or past the next multiple of `per_segment`; a spanning record never
+/// straddles two segments). `None` when no record follows it (the open segment).
+pub(crate) fn segment_after(
+    records: &VecDeque<StoredRecord>,
+    start: Offset,
+    per_segment: u64,
+) -> Option<(usize, Offset)> {
+    let boundary = (start / per_segment + 1) * per_segment;
+    let count = records.partition_point(|r| r.offset < boundary);
+    records.get(count).map(|r| (count, r.offset))
+}
+
+/// [`Log::read`] over records held in memory: from the record holding `from`, below `end`.
+pub(crate) fn read_records(
+    records: &VecDeque<StoredRecord>,
+    from: Offset,
+    end: Offset,
+    max_records: usize,
+    max_bytes: usize,
+) -> Vec<StoredRecord> {
+    let mut out = Vec::new();
+    let (mut bytes, mut offsets) = (0usize, 0u64);
+    let first = records.partition_point(|r| r.offset + u64::from(r.span) <= from);
+    for r in records.iter().skip(first) {
+        if r.offset >= end
+            || offsets >= max_records as u64
+            || (!out.is_empty() && bytes + r.record.payload_len() > max_bytes)
+        {
+            break;
+        }
+        bytes += r.record.payload_len();
+        offsets += r.offset + u64::from(r.span) - r.offset.max(from);
+        out.push(r.clone());
+    }
+    out
+}
 
 #[derive(Debug)]
 enum Object {
@@ -132,8 +170,13 @@ impl MemoryLog {
     }
 }
 
-impl Log for MemoryLog {
-    fn append(&self, records: &[Record]) -> Result<Appended, StoreError> {
+impl MemoryLog {
+    /// Appends `records`, record `i` occupying `spans[i]` offsets (1 without `spans`).
+    fn append_spans(
+        &self,
+        records: &[Record],
+        spans: Option<&[u32]>,
+    ) -> Result<Appended, StoreError> {
         if records.is_empty() {
             return Err(StoreError::EmptyBatch);
         }
@@ -147,14 +190,17 @@ impl Log for MemoryLog {
         }
         let mut state = self.state.lock();
         let first = state.next;
-        for r in records {
+        for (i, r) in records.iter().enumerate() {
+            // `check_spans` made the lengths equal; without spans every record spans one.
+            let span = spans.and_then(|s| s.get(i).copied()).unwrap_or(1);
             let offset = state.next;
             state.bytes += r.payload_len() as u64;
             state.records.push_back(StoredRecord {
                 offset,
+                span,
                 record: r.clone(),
             });
-            state.next += 1;
+            state.next += u64::from(span);
         }
         let next = state.next;
         drop(state);
@@ -164,6 +210,17 @@ impl Log for MemoryLog {
             next_offset: next,
             durable: Durable::ready(Ok(())),
         })
+    }
+}
+
+impl Log for MemoryLog {
+    fn append(&self, records: &[Record]) -> Result<Appended, StoreError> {
+        self.append_spans(records, None)
+    }
+
+    fn append_spanning(&self, records: &[Record], spans: &[u32]) -> Result<Appended, StoreError> {
+        crate::check_spans(records, spans)?;
+        self.append_spans(records, Some(spans))
     }
 
     fn read(
@@ -180,19 +237,13 @@ impl Log for MemoryLog {
                 next: state.next,
             });
         }
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        let skip = usize::try_from(from - state.start).unwrap_or(usize::MAX);
-        for r in state.records.iter().skip(skip) {
-            if out.len() >= max_records
-                || (!out.is_empty() && bytes + r.record.payload_len() > max_bytes)
-            {
-                break;
-            }
-            bytes += r.record.payload_len();
-            out.push(r.clone());
-        }
-        Ok(out)
+        Ok(read_records(
+            &state.records,
+            from,
+            state.next,
+            max_records,
+            max_bytes,
+        ))
     }
 
     fn offset_for_timestamp(&self, timestamp_ms: u64) -> Result<Option<Offset>, StoreError> {
@@ -236,13 +287,11 @@ impl Log for MemoryLog {
     fn reclaim(&self, now_ms: u64) -> Result<Reclaimed, StoreError> {
         let mut state = self.state.lock();
         let mut reclaimed = Reclaimed::default();
-        // Whole "segments" of RECORDS_PER_SEGMENT records, never the last (open) one.
-        loop {
-            let segment_end = (state.start / RECORDS_PER_SEGMENT + 1) * RECORDS_PER_SEGMENT;
-            if segment_end >= state.next {
-                break;
-            }
-            let count = (segment_end - state.start) as usize;
+        // Whole "segments" of RECORDS_PER_SEGMENT offsets, never the last (open) one: some
+        // record must start after the segment.
+        while let Some((count, segment_end)) =
+            segment_after(&state.records, state.start, RECORDS_PER_SEGMENT)
+        {
             let newest_ts = state
                 .records
                 .get(count - 1)

@@ -7,6 +7,7 @@
 //! back is clamped to the partition's last timestamp), so seeking by time is exact.
 
 mod api;
+mod batch;
 mod group;
 
 use std::collections::BTreeMap;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use weir_store::{Durable, Header, Log, Record, StoreError};
+use weir_store::{Durable, Log, StoreError};
 
 use crate::codec::{put_varint, Reader};
 use crate::BrokerError;
@@ -195,22 +196,6 @@ pub(crate) struct Stream {
     pub(crate) groups: Mutex<Groups>,
 }
 
-fn record_of(r: &NewRecord, timestamp_ms: u64) -> Record {
-    Record {
-        timestamp_ms,
-        key: r.key.clone(),
-        headers: r
-            .headers
-            .iter()
-            .map(|(k, v)| Header {
-                name: k.clone(),
-                value: Bytes::copy_from_slice(v.as_bytes()),
-            })
-            .collect(),
-        body: r.body.clone(),
-    }
-}
-
 impl Stream {
     pub(crate) fn new(
         name: String,
@@ -240,7 +225,8 @@ impl Stream {
     }
 
     /// Appends a validated batch: one append per partition touched, request order kept within
-    /// each partition. Atomic per partition; should a later partition refuse (busy), the
+    /// each partition, the records of one partition stored as one batch record (`batch.rs`).
+    /// Atomic per partition; should a later partition refuse (busy), the
     /// partitions appended before it keep their records and the call reports the error.
     pub(crate) fn append(
         &self,
@@ -263,8 +249,9 @@ impl Stream {
             let log = self.log(p)?;
             let mut last = self.last_ts[p as usize].lock();
             let ts = now_ms.max(*last);
-            let batch: Vec<Record> = idx.iter().map(|i| record_of(&records[*i], ts)).collect();
-            let appended = log.append(&batch)?;
+            let group: Vec<&NewRecord> = idx.iter().map(|i| &records[*i]).collect();
+            let (stored, spans) = batch::pack(&group, ts);
+            let appended = log.append_spanning(&stored, &spans)?;
             *last = ts;
             drop(last);
             for (k, i) in idx.iter().enumerate() {
@@ -306,22 +293,19 @@ impl Stream {
             }
             other => other?,
         };
-        let next_offset = read.last().map_or(from, |r| r.offset + 1);
-        let records = read
-            .into_iter()
-            .map(|r| StreamRecord {
-                offset: r.offset,
-                timestamp_ms: r.record.timestamp_ms,
-                key: r.record.key,
-                headers: r
-                    .record
-                    .headers
-                    .into_iter()
-                    .map(|h| (h.name, String::from_utf8_lossy(&h.value).into_owned()))
-                    .collect(),
-                body: r.record.body,
-            })
-            .collect();
+        let mut records = Vec::with_capacity(max.min(read.len().saturating_mul(64)));
+        for r in read {
+            let at = r.offset;
+            batch::unpack(r, from, max, &mut records).map_err(|reason| StoreError::Corrupt {
+                file: format!("stream {} partition {partition}", self.name),
+                position: at,
+                reason: format!("record at offset {at}: {reason}"),
+            })?;
+            if records.len() >= max {
+                break;
+            }
+        }
+        let next_offset = records.last().map_or(from, |r| r.offset + 1);
         Ok(StreamBatch {
             records,
             next_offset,

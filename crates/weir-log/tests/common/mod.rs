@@ -61,7 +61,7 @@ pub fn read_all(log: &dyn Log) -> Vec<StoredRecord> {
     loop {
         let batch = log.read(next, 1000, usize::MAX).expect("read");
         let Some(last) = batch.last() else { break };
-        next = last.offset + 1;
+        next = last.offset + u64::from(last.span);
         out.extend(batch);
     }
     out
