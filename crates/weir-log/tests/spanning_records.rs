@@ -84,7 +84,9 @@ fn a_torn_spanning_tail_is_cut_whole_and_appends_continue_at_its_start() {
     let head_end = {
         let store = common::open_store(src.path());
         let log = common::open_log(&store, &config);
-        let a = log.append_spanning(std::slice::from_ref(&head), &[10]).expect("head");
+        let a = log
+            .append_spanning(std::slice::from_ref(&head), &[10])
+            .expect("head");
         block_on(a.durable).expect("durable");
         let seg = common::segment_files(&common::log_dir(src.path()), "log")[0].clone();
         let head_end = std::fs::metadata(seg).expect("stat").len() as usize;
