@@ -11,6 +11,8 @@ use serde_json::json;
 use weir_outbox::{Relay, RelayConfig};
 
 const ROWS: usize = 3000;
+/// Distinct keys of the rows.
+const KEYS: usize = 24;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_relays_publish_each_row_once_and_keep_per_key_order() {
@@ -24,7 +26,12 @@ async fn two_relays_publish_each_row_once_and_keep_per_key_order() {
     let (stop_tx, _) = tokio::sync::broadcast::channel::<()>(1);
     for _ in 0..2 {
         let mut config = RelayConfig::new(&db.url, &weir.url);
-        config.batch_size = 40;
+        // 16 rows per claim over 24 keys: a claim made while the other relay holds the previous
+        // 16 rows shares 8 keys with it (held back) and has 8 of its own (published), so both
+        // relays publish and both hold back. (With 40 rows over 8 keys every claim of the
+        // second relay met all 8 keys held by the first: on a quick machine one relay did all
+        // the work and the test failed its own premise.)
+        config.batch_size = 16;
         config.poll_interval = Duration::from_millis(100);
         let relay = Relay::new(config).unwrap();
         metrics.push(relay.metrics());
@@ -33,7 +40,7 @@ async fn two_relays_publish_each_row_once_and_keep_per_key_order() {
             let _ = stop.recv().await;
         })));
     }
-    // Rows arrive while both relays run, over 8 keys: both relays constantly meet the same keys.
+    // Rows arrive while both relays run, over 24 keys: both relays constantly meet the same keys.
     let producer = {
         let db_url = db.url.clone();
         tokio::spawn(async move {
@@ -43,7 +50,7 @@ async fn two_relays_publish_each_row_once_and_keep_per_key_order() {
             };
             let mut ids = Vec::new();
             for _ in 0..6 {
-                ids.extend(common::insert_rows(&db, "payments", ROWS / 6, 8).await);
+                ids.extend(common::insert_rows(&db, "payments", ROWS / 6, KEYS).await);
                 tokio::time::sleep(Duration::from_millis(30)).await;
             }
             ids
@@ -74,6 +81,10 @@ async fn two_relays_publish_each_row_once_and_keep_per_key_order() {
     assert!(
         snapshots.iter().all(|s| s.published_total > 0),
         "one relay did all the work: the test proved nothing about two relays"
+    );
+    assert!(
+        snapshots.iter().map(|s| s.held_back_total).sum::<u64>() > 0,
+        "no row was held back: the relays never met on a key, so key order across relays was not tested"
     );
 
     let received = consume(&weir.url, "payments", ROWS, Duration::from_secs(20)).await;
