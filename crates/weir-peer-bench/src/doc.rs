@@ -155,6 +155,14 @@ fn ratio(weir: Option<&Summary>, peer: &Summary, latency: bool) -> String {
     r.map(|r| format!("{r:.2}×")).unwrap_or_else(|| "–".into())
 }
 
+/// Weir's median append rate over the peer's (stream workloads), as a `n.nn×` cell.
+fn append_ratio(weir: Option<&Summary>, peer: &Summary) -> String {
+    weir.and_then(|w| med(&w.publish_msg_s))
+        .zip(med(&peer.publish_msg_s))
+        .filter(|(_, p)| *p > 0.0)
+        .map_or_else(|| "–".into(), |(w, p)| format!("{:.2}×", w / p))
+}
+
 fn amount(w: &Workload) -> String {
     match w.amount {
         Amount::Count(n) => format!("{n} messages"),
@@ -213,8 +221,8 @@ pub(crate) fn markdown(r: &Report<'_>) -> String {
             .copied()
             .find(|s| is_weir(&s.target) && s.ok_runs > 0);
         if stream {
-            let _ = writeln!(o, "| target | durable confirm | append records/s | read records/s | append batch confirm p99 | RSS max | ratio (read) | runs ok |");
-            let _ = writeln!(o, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+            let _ = writeln!(o, "| target | durable confirm | append records/s | read records/s | append batch confirm p99 | RSS max | ratio (append) | ratio (read) | runs ok |");
+            let _ = writeln!(o, "| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
         } else {
             let _ = writeln!(o, "| target | durable confirm | msg/s end to end | publish msg/s | confirm p99 | e2e p50 | e2e p99 | e2e p99.9 | e2e max | RSS max | ratio | runs ok |");
             let _ = writeln!(
@@ -250,8 +258,13 @@ pub(crate) fn markdown(r: &Report<'_>) -> String {
             } else {
                 ratio(weir, s, latency)
             };
+            let append_ratio_cell = if is_weir(&s.target) || na {
+                "–".into()
+            } else {
+                append_ratio(weir, s)
+            };
             if na {
-                let cols = if stream { 5 } else { 9 };
+                let cols = if stream { 6 } else { 9 };
                 let why = if is_weir(&s.target) {
                     "n/a yet"
                 } else {
@@ -263,7 +276,7 @@ pub(crate) fn markdown(r: &Report<'_>) -> String {
             if stream {
                 let _ = writeln!(
                     o,
-                    "| {} | {dur} | {} | {} | {} | {} | {} | {} |",
+                    "| {} | {dur} | {} | {} | {} | {} | {} | {} | {} |",
                     s.target,
                     spread_rate(&s.publish_msg_s),
                     spread_rate(&s.throughput_msg_s),
@@ -271,6 +284,7 @@ pub(crate) fn markdown(r: &Report<'_>) -> String {
                     med(&s.rss_max_bytes)
                         .map(|b| fmt_mib(b as u64))
                         .unwrap_or_else(|| "–".into()),
+                    append_ratio_cell,
                     ratio_cell,
                     runs_ok
                 );
@@ -678,6 +692,57 @@ mod tests {
         // Same number of cells as the header of its table.
         assert_eq!(na_row.matches('|').count(), 13, "{na_row}");
         assert!(md.contains("- cores: 2"));
+    }
+
+    #[test]
+    fn stream_tables_give_the_append_ratio_and_the_read_ratio() {
+        let env = Environment {
+            facts: vec![("cores".into(), "2".into())],
+        };
+        let mut rs = Vec::new();
+        for run in 1..=3 {
+            // Appends 600k vs 200k (3.00×), reads 800k vs 400k (2.00×): the two ratios differ,
+            // so each cell is checked for its own.
+            let mut weir = ok("weir (native)", "W5", run, 800_000.0, 0);
+            weir.publish_msg_s = 600_000.0;
+            let mut redis = ok(
+                "redis streams (appendfsync always)",
+                "W5",
+                run,
+                400_000.0,
+                0,
+            );
+            redis.publish_msg_s = 200_000.0;
+            rs.push(weir);
+            rs.push(redis);
+            rs.push(RunResult::not_applicable("rabbitmq (classic)", "W5", run));
+        }
+        let sums = summarize(&rs);
+        let md = markdown(&Report {
+            env: &env,
+            command: "weir-peer-bench compare --runs 3",
+            runs: 3,
+            workloads: &[standard::w5()],
+            summaries: &sums,
+            notes: &[],
+            wall_s: 1.0,
+            disk: None,
+        });
+        let header = md
+            .lines()
+            .find(|l| l.contains("ratio (append)"))
+            .expect("a stream table header");
+        assert!(header.contains("ratio (read)"), "{header}");
+        let redis = md
+            .lines()
+            .find(|l| l.starts_with("| redis streams (appendfsync always)"))
+            .expect("the redis row");
+        assert!(redis.contains("| 3.00× | 2.00× |"), "{redis}");
+        let na = md
+            .lines()
+            .find(|l| l.starts_with("| rabbitmq (classic)"))
+            .expect("the n/a row");
+        assert_eq!(na.matches('|').count(), header.matches('|').count(), "{na}");
     }
 
     #[test]
