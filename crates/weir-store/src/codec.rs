@@ -13,6 +13,12 @@ pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+/// Bytes [`put_varint`] writes for `v`.
+pub fn varint_len(v: u64) -> usize {
+    let bits = u64::BITS - (v | 1).leading_zeros();
+    bits.div_ceil(7) as usize
+}
+
 /// Appends a varint length then the bytes.
 pub fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
     put_varint(out, b.len() as u64);
@@ -101,6 +107,11 @@ impl<'a> Reader<'a> {
     pub fn bytes(&mut self) -> Result<&'a [u8], StoreError> {
         let len = self.varint()?;
         let len = usize::try_from(len).map_err(|_| self.error("length overflows"))?;
+        self.take(len)
+    }
+
+    /// The next `len` bytes (no length prefix), borrowed from the input.
+    pub fn take(&mut self, len: usize) -> Result<&'a [u8], StoreError> {
         let end = self
             .pos
             .checked_add(len)
@@ -165,6 +176,25 @@ mod tests {
         assert_eq!(r.bytes().expect("bytes"), b"hello");
         r.finish().expect("consumed");
         assert!(r.u8().is_err());
+    }
+
+    #[test]
+    fn varint_len_is_what_put_varint_writes() {
+        for v in [
+            0u64,
+            1,
+            127,
+            128,
+            16_383,
+            16_384,
+            1 << 21,
+            u64::from(u32::MAX),
+            u64::MAX,
+        ] {
+            let mut out = Vec::new();
+            put_varint(&mut out, v);
+            assert_eq!(varint_len(v), out.len(), "{v}");
+        }
     }
 
     #[test]

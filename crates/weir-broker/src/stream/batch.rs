@@ -23,10 +23,11 @@
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use weir_store::{Header, Record, StoredRecord, MAX_RECORD_SPAN};
+use weir_store::codec::varint_len;
+use weir_store::{Header, Record, StoreError, StoredRecord, MAX_RECORD_SPAN};
 
 use super::{NewRecord, StreamRecord};
-use crate::codec::put_varint;
+use crate::codec::{put_bytes, put_varint, Reader};
 
 /// The marker header's value: the batch body's format version.
 const VERSION_1: &[u8] = b"1";
@@ -36,10 +37,9 @@ pub(crate) const MAX_BATCH_BYTES: usize = 1 << 20;
 
 const _: () = assert!(weir_proto::limits::MAX_BATCH_MESSAGES as u64 <= MAX_RECORD_SPAN as u64);
 
-/// Bytes of `v` as a varint.
-fn varint_len(v: usize) -> usize {
-    let bits = usize::BITS - (v | 1).leading_zeros();
-    bits.div_ceil(7) as usize
+/// Bytes of a length-prefixed field of `len` bytes.
+fn field_len(len: usize) -> usize {
+    varint_len(len as u64) + len
 }
 
 /// Bytes `r` takes in a batch body.
@@ -47,18 +47,13 @@ fn encoded_len(r: &NewRecord) -> usize {
     let key = r
         .key
         .as_ref()
-        .map_or(1, |k| varint_len(k.len() + 1) + k.len());
+        .map_or(1, |k| varint_len(k.len() as u64 + 1) + k.len());
     let headers: usize = r
         .headers
         .iter()
-        .map(|(n, v)| varint_len(n.len()) + n.len() + varint_len(v.len()) + v.len())
+        .map(|(n, v)| field_len(n.len()) + field_len(v.len()))
         .sum();
-    key + varint_len(r.headers.len()) + headers + varint_len(r.body.len()) + r.body.len()
-}
-
-fn put_slice(out: &mut Vec<u8>, b: &[u8]) {
-    put_varint(out, b.len() as u64);
-    out.extend_from_slice(b);
+    key + varint_len(r.headers.len() as u64) + headers + field_len(r.body.len())
 }
 
 fn encode(records: &[&NewRecord], bytes: usize, timestamp_ms: u64) -> Record {
@@ -73,10 +68,10 @@ fn encode(records: &[&NewRecord], bytes: usize, timestamp_ms: u64) -> Record {
         }
         put_varint(&mut out, r.headers.len() as u64);
         for (name, value) in &r.headers {
-            put_slice(&mut out, name.as_bytes());
-            put_slice(&mut out, value.as_bytes());
+            put_bytes(&mut out, name.as_bytes());
+            put_bytes(&mut out, value.as_bytes());
         }
-        put_slice(&mut out, &r.body);
+        put_bytes(&mut out, &r.body);
     }
     debug_assert_eq!(out.len(), bytes, "encoded_len is exact");
     Record {
@@ -137,41 +132,9 @@ fn is_batch(r: &Record) -> bool {
     r.key.is_none() && matches!(r.headers.as_slice(), [h] if h.name.is_empty())
 }
 
-/// Walks a batch body.
-struct Cursor<'a> {
-    body: &'a Bytes,
-    at: usize,
-}
-
-impl Cursor<'_> {
-    fn varint(&mut self) -> Result<usize, String> {
-        let mut v: u64 = 0;
-        for shift in (0..64).step_by(7) {
-            let b = *self.body.get(self.at).ok_or("batch ends inside a length")?;
-            self.at += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return usize::try_from(v).map_err(|_| "length too large".to_string());
-            }
-        }
-        Err("length varint too long".into())
-    }
-
-    fn take(&mut self, n: usize) -> Result<Bytes, String> {
-        let end = self
-            .at
-            .checked_add(n)
-            .filter(|e| *e <= self.body.len())
-            .ok_or("a field runs past the batch")?;
-        let b = self.body.slice(self.at..end);
-        self.at = end;
-        Ok(b)
-    }
-
-    fn text(&mut self) -> Result<String, String> {
-        let n = self.varint()?;
-        Ok(String::from_utf8_lossy(&self.take(n)?).into_owned())
-    }
+/// A length-prefixed UTF-8 field of a batch body (lossy, as plain records' header values are).
+fn text(r: &mut Reader<'_>) -> Result<String, StoreError> {
+    Ok(String::from_utf8_lossy(r.bytes()?).into_owned())
 }
 
 /// Appends to `out` the stream records stored in `r` at offsets `>= from`, until `out` holds
@@ -182,7 +145,7 @@ pub(crate) fn unpack(
     from: u64,
     max: usize,
     out: &mut Vec<StreamRecord>,
-) -> Result<(), String> {
+) -> Result<(), StoreError> {
     let timestamp_ms = r.record.timestamp_ms;
     if !is_batch(&r.record) {
         if r.offset >= from && out.len() < max {
@@ -201,32 +164,34 @@ pub(crate) fn unpack(
         }
         return Ok(());
     }
+    let body = r.record.body;
+    let mut c = Reader::new("stream batch", &body);
     if r.record.headers[0].value != VERSION_1 {
-        return Err(format!(
+        return Err(c.error(format!(
             "unknown batch version {:?}",
             String::from_utf8_lossy(&r.record.headers[0].value)
-        ));
+        )));
     }
-    let body = r.record.body;
-    let mut c = Cursor { body: &body, at: 0 };
     let mut offset = r.offset;
     let end = r.offset + u64::from(r.span);
-    while c.at < body.len() {
+    while !c.is_empty() {
         if offset >= end {
-            return Err(format!("batch holds more than its {} records", r.span));
+            return Err(c.error(format!("batch holds more than its {} records", r.span)));
         }
         let key = match c.varint()? {
             0 => None,
-            n => Some(c.take(n - 1)?),
+            n => {
+                let n = usize::try_from(n - 1).map_err(|_| c.error("key length overflows"))?;
+                Some(body.slice_ref(c.take(n)?))
+            }
         };
         let count = c.varint()?;
         let mut headers = BTreeMap::new();
         for _ in 0..count {
-            let name = c.text()?;
-            headers.insert(name, c.text()?);
+            let name = text(&mut c)?;
+            headers.insert(name, text(&mut c)?);
         }
-        let n = c.varint()?;
-        let record_body = c.take(n)?;
+        let record_body = body.slice_ref(c.bytes()?);
         if offset >= from {
             if out.len() >= max {
                 return Ok(());
@@ -242,11 +207,11 @@ pub(crate) fn unpack(
         offset += 1;
     }
     if offset != end {
-        return Err(format!(
+        return Err(c.error(format!(
             "batch holds {} records, its span says {}",
             offset - r.offset,
             r.span
-        ));
+        )));
     }
     Ok(())
 }
@@ -368,7 +333,9 @@ mod tests {
                 span,
                 record: packed[0].clone(),
             };
-            let e = unpack(r, 0, 100, &mut Vec::new()).expect_err("wrong span");
+            let e = unpack(r, 0, 100, &mut Vec::new())
+                .expect_err("wrong span")
+                .to_string();
             assert!(e.contains("span") || e.contains("more than"), "{e}");
         }
         let mut v2 = packed[0].clone();
@@ -380,6 +347,7 @@ mod tests {
         };
         assert!(unpack(r, 0, 100, &mut Vec::new())
             .expect_err("version")
+            .to_string()
             .contains("version"));
         let mut cut = packed[0].clone();
         cut.body = cut.body.slice(..cut.body.len() - 1);
@@ -392,23 +360,5 @@ mod tests {
             unpack(r, 0, 100, &mut Vec::new()).is_err(),
             "a truncated body"
         );
-    }
-
-    #[test]
-    fn varint_len_matches_put_varint() {
-        for v in [
-            0usize,
-            1,
-            127,
-            128,
-            16_383,
-            16_384,
-            1 << 21,
-            usize::MAX >> 1,
-        ] {
-            let mut out = Vec::new();
-            put_varint(&mut out, v as u64);
-            assert_eq!(varint_len(v), out.len(), "{v}");
-        }
     }
 }

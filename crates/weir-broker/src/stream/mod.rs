@@ -296,10 +296,10 @@ impl Stream {
         let mut records = Vec::with_capacity(max.min(read.len().saturating_mul(64)));
         for r in read {
             let at = r.offset;
-            batch::unpack(r, from, max, &mut records).map_err(|reason| StoreError::Corrupt {
+            batch::unpack(r, from, max, &mut records).map_err(|e| StoreError::Corrupt {
                 file: format!("stream {} partition {partition}", self.name),
                 position: at,
-                reason: format!("record at offset {at}: {reason}"),
+                reason: format!("record at offset {at}: {e}"),
             })?;
             if records.len() >= max {
                 break;
